@@ -20,7 +20,7 @@ from ._yaml.parser import Node
 from ._yaml.resolve import BINARY, NULL, STR, decode_binary, resolve, short_tag
 from ._yaml.scanner import decode_text
 
-__all__ = ["YAMLStore", "make_store"]
+__all__ = ["YAMLStore", "load_yaml_data", "make_store"]
 
 #: Aliases may repeat a subtree; cap the size of what they expand to.
 MAX_EXPANDED_NODES: Final = 1_000_000
@@ -352,3 +352,32 @@ def _value(v: object) -> Node:
     if isinstance(v, list):
         return _sequence(v)
     return scalar_node(v)
+
+
+def load_yaml_data(data: bytes) -> object:
+    """Parse the first YAML document into plain ``dict``/``list``/scalars.
+
+    For small configuration files (``.sops.yaml``); typing follows go-yaml.
+    """
+    docs = YAMLStore._parse(data)
+    if not docs or not docs[0].content:
+        return None
+    return _plain(docs[0].content[0], 0)
+
+
+def _plain(node: Node, depth: int) -> object:
+    if depth > P.MAX_DEPTH:
+        raise LimitError(f"yaml: nesting deeper than {P.MAX_DEPTH} levels")
+    if node.kind == P.ALIAS:
+        assert node.alias is not None
+        return _plain(node.alias, depth + 1)
+    if node.kind == P.MAPPING:
+        out: dict[str, object] = {}
+        content = node.content
+        for i in range(0, len(content) - 1, 2):
+            key = _plain(content[i], depth + 1)
+            out[str(key)] = _plain(content[i + 1], depth + 1)
+        return out
+    if node.kind == P.SEQUENCE:
+        return [_plain(c, depth + 1) for c in node.content]
+    return decode_scalar(node)

@@ -1,0 +1,67 @@
+"""Every environment variable macula-secrets reads or sets, declared in one place.
+
+The ``SOPS_*`` names are the ones the real ``sops`` (3.11) honours, with the
+same meaning, so one shell setup serves both tools. Code that needs a value
+takes the environment as a parameter (a ``Mapping[str, str]``) and looks the
+name up with these constants; nothing reads ``os.environ`` deep inside the
+library. Only the shells (``cli/``, ``server/``) pass ``os.environ`` in.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Final
+
+__all__ = [
+    "SOPS_AGE_KEY",
+    "SOPS_AGE_KEY_CMD",
+    "SOPS_AGE_KEY_FILE",
+    "SOPS_AGE_RECIPIENT",
+    "SOPS_AGE_RECIPIENTS",
+    "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+    "XDG_CONFIG_HOME",
+]
+
+SOPS_AGE_KEY: Final = "SOPS_AGE_KEY"
+"""age identities as text: one ``AGE-SECRET-KEY-1...`` per line.
+
+Empty lines and lines starting with ``#`` are ignored; any other line, even
+with stray whitespace, makes the whole variable unusable (sops 3.11 rules).
+"""
+
+SOPS_AGE_KEY_FILE: Final = "SOPS_AGE_KEY_FILE"
+"""Path of an age identity file (same syntax as ``SOPS_AGE_KEY``).
+
+The path is used as given: no ``~`` expansion, relative to the working
+directory. A passphrase-protected identity file (an age file encrypted with
+``age -p``) is accepted; the passphrase is asked for on the terminal.
+"""
+
+SOPS_AGE_KEY_CMD: Final = "SOPS_AGE_KEY_CMD"
+"""A command whose standard output is an age identity file.
+
+Split like a shell would (quotes honoured) and run without a shell, once per
+age recipient of the file being decrypted, with ``SOPS_AGE_RECIPIENT`` set.
+"""
+
+SOPS_AGE_RECIPIENT: Final = "SOPS_AGE_RECIPIENT"
+"""Set (not read) for ``SOPS_AGE_KEY_CMD``: the recipient whose identity is wanted."""
+
+SOPS_AGE_RECIPIENTS: Final = "SOPS_AGE_RECIPIENTS"
+"""Comma-separated age recipients to encrypt to when no ``--age`` and no rule apply."""
+
+SOPS_AGE_SSH_PRIVATE_KEY_FILE: Final = "SOPS_AGE_SSH_PRIVATE_KEY_FILE"
+"""Path of an OpenSSH private key (ed25519 or RSA) to use as an age identity.
+
+``~/.ssh/id_ed25519`` and ``~/.ssh/id_rsa`` are tried as well, whether or not
+this is set.
+"""
+
+XDG_CONFIG_HOME: Final = "XDG_CONFIG_HOME"
+"""Base of the default identity file ``$XDG_CONFIG_HOME/sops/age/keys.txt``.
+
+When unset or empty, ``~/.config`` is used; a relative path is an error, as
+in Go's ``os.UserConfigDir``.
+"""

@@ -1,0 +1,72 @@
+"""File writes that never leave a half-written file behind.
+
+A write goes to a temporary file in the same folder, is flushed and fsynced,
+then renamed over the target, and the folder is fsynced so the rename
+survives a power cut. If anything fails before the rename, the original file
+is untouched (sops issue 484 lost a file when an in-place encrypt failed
+half-way). An existing file keeps its permission bits; a new one gets
+``mode`` (0600 by default: these files hold secrets or keys).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+__all__ = ["atomic_write", "read_limited"]
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically and durably."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        keep = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        keep = mode
+    fd = -1
+    tmp = ""
+    for attempt in range(100):
+        tmp = str(folder / f".{target.name}.tmp{os.getpid()}.{attempt}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 stale temp files
+        raise FileExistsError(f"cannot create a temporary file next to {target}")
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fchmod(fd, keep)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, target)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_limited(path: str | os.PathLike[str], limit: int) -> bytes:
+    """Read a whole file, refusing one larger than ``limit`` bytes.
+
+    Raises ``OSError`` as ``open`` does, and ``ValueError`` past the limit.
+    """
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
+    return data

@@ -1,0 +1,261 @@
+"""The ``macula-secrets`` command: parse arguments, run a command, report errors.
+
+argparse rather than click: ``macula-secrets decrypt`` has to start about as
+fast as the Go ``sops`` binary, and importing click costs more than the whole
+budget that is left after Python and ``cryptography`` (docs/benchmarks.md).
+Command implementations are imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import exitcodes as X
+
+__all__ = ["main"]
+
+_FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
+
+_DESCRIPTION = """\
+Secrets for machines that run without Kubernetes.
+
+SOPS-compatible file commands (flags as sops names them):
+  keygen        make an age identity (private key); public key on stderr
+  encrypt       encrypt a file for age recipients (--age or .sops.yaml)
+  decrypt       decrypt a file (or --extract one value)
+  edit          decrypt into $EDITOR, re-encrypt what changed
+  set / unset   change or remove one value in place
+  rotate        switch a file to a new data key
+  updatekeys    re-wrap the data key for the recipients in .sops.yaml
+  filestatus    tell whether a file is encrypted
+  exec-env      run a command with the file's values in its environment
+  exec-file     run a command with the decrypted file in a temporary file
+
+Identities for decryption are found as sops finds them: SOPS_AGE_KEY_FILE,
+SOPS_AGE_KEY, SOPS_AGE_KEY_CMD, SOPS_AGE_SSH_PRIVATE_KEY_FILE,
+~/.config/sops/age/keys.txt and ~/.ssh/id_ed25519.
+
+Exit status: 0 success, 1 error (one line on stderr), 2 usage error.
+With --sops-exit-codes (or MACULA_SOPS_EXIT_CODES=1) errors use sops's numbers.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors in our format (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"macula: error: {message}\n")
+        sys.stderr.write(f"macula: hint: run '{self.prog} --help' for usage\n")
+        raise SystemExit(X.USAGE)
+
+
+def _add_formats(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-type", choices=_FORMATS, metavar="TYPE",
+                   help="input format (yaml, json, dotenv, ini, binary); default from the "
+                        "file extension, binary for other names")
+    p.add_argument("--output-type", choices=_FORMATS, metavar="TYPE",
+                   help="output format; default: same as the input")
+    p.add_argument("--indent", type=int, metavar="N",
+                   help="indentation of YAML/JSON output (default 4 for YAML, a TAB for JSON)")
+
+
+def _add_rules(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--unencrypted-suffix", metavar="SUFFIX",
+                   help="leave values clear whose key (or a parent's) ends with SUFFIX "
+                        "(default: _unencrypted)")
+    g.add_argument("--encrypted-suffix", metavar="SUFFIX",
+                   help="encrypt only values whose key (or a parent's) ends with SUFFIX")
+    g.add_argument("--unencrypted-regex", metavar="REGEX",
+                   help="leave values clear whose key (or a parent's) matches REGEX")
+    g.add_argument("--encrypted-regex", metavar="REGEX",
+                   help="encrypt only values whose key (or a parent's) matches REGEX, "
+                        "e.g. '^(data|stringData)$'")
+    g.add_argument("--unencrypted-comment-regex", metavar="REGEX",
+                   help="leave clear the value after a comment matching REGEX")
+    g.add_argument("--encrypted-comment-regex", metavar="REGEX",
+                   help="encrypt only the value after a comment matching REGEX")
+    p.add_argument("--mac-only-encrypted", action="store_true",
+                   help="compute the MAC over encrypted values only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="macula-secrets",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"macula-secrets {__version__}")
+    parser.add_argument("--sops-exit-codes", action="store_true",
+                        help="exit with sops's status numbers (51 MAC mismatch, 128 no key, ...)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="use this .sops.yaml instead of searching from the working directory")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def cmd(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=description,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = cmd("keygen", "make an age identity",
+            "Make a new age X25519 identity in the age-keygen file format.\n"
+            "Written to FILE with mode 0600 (never over an existing file), or to stdout.\n"
+            "The public key (the recipient to encrypt to) is printed on stderr.")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the identity to FILE")
+    p.set_defaults(run="keygen")
+
+    p = cmd("encrypt", "encrypt a file",
+            "Encrypt FILE (or stdin) for age recipients: --age, SOPS_AGE_RECIPIENTS, or the\n"
+            "matching creation rule of .sops.yaml. Writes to stdout unless -i or --output.\n\n"
+            "example:\n  macula-secrets encrypt --age age1... -i secrets/console.enc.yaml")
+    p.add_argument("file", nargs="?", help="the plaintext file (stdin if omitted)")
+    p.add_argument("-a", "--age", metavar="RECIPIENTS",
+                   help="comma-separated age recipients (age1..., ssh-ed25519 ..., ssh-rsa ...)")
+    p.add_argument("-i", "--in-place", action="store_true", help="replace FILE")
+    p.add_argument("--output", metavar="FILE", help="write to FILE")
+    p.add_argument("--filename-override", metavar="NAME",
+                   help="name used for .sops.yaml rules and the format when reading stdin")
+    p.add_argument("--shamir-secret-sharing-threshold", type=int, metavar="N",
+                   help="key groups needed to decrypt (with several key groups)")
+    _add_formats(p)
+    _add_rules(p)
+    p.set_defaults(run="encrypt")
+
+    p = cmd("decrypt", "decrypt a file",
+            "Decrypt FILE (or stdin) with the identities found as sops finds them.\n"
+            "Writes to stdout unless -i or --output.\n\n"
+            "examples:\n  macula-secrets decrypt secrets/console.enc.yaml\n"
+            "  macula-secrets decrypt --extract '[\"db\"][\"password\"]' secrets/console.enc.yaml")
+    p.add_argument("file", nargs="?", help="the encrypted file (stdin if omitted)")
+    p.add_argument("--extract", metavar="PATH",
+                   help='print only the value at PATH, e.g. \'["db"]["hosts"][0]\'')
+    p.add_argument("-i", "--in-place", action="store_true", help="replace FILE")
+    p.add_argument("--output", metavar="FILE", help="write to FILE (mode 0600 if new)")
+    p.add_argument("--ignore-mac", action="store_true", help="do not check the MAC (dangerous)")
+    p.add_argument("--filename-override", metavar="NAME",
+                   help="name used to choose the format when reading stdin")
+    _add_formats(p)
+    p.set_defaults(run="decrypt")
+
+    p = cmd("edit", "edit a file in $EDITOR",
+            "Decrypt FILE into a private temporary file, open $SOPS_EDITOR or $EDITOR (else\n"
+            "vim, nano or vi), and re-encrypt when the editor exits. Values that did not\n"
+            "change keep their exact ciphertext, so git shows only what you changed.\n"
+            "A FILE that does not exist starts from an example and a new data key.")
+    p.add_argument("file")
+    p.add_argument("-a", "--age", metavar="RECIPIENTS", help="recipients for a new file")
+    p.add_argument("--ignore-mac", action="store_true", help="do not check the MAC (dangerous)")
+    _add_formats(p)
+    p.set_defaults(run="edit")
+
+    p = cmd("set", "set one value in a file",
+            "Set the value at PATH in FILE, in place. VALUE is JSON: '\"text\"', 5, true,\n"
+            "'{\"k\": [1, 2]}'. Only the changed value gets new ciphertext.\n\n"
+            "example:\n  macula-secrets set secrets/console.enc.yaml '[\"db\"][\"password\"]' "
+            "'\"s3cr3t\"'")
+    p.add_argument("file")
+    p.add_argument("path", help='tree path, e.g. \'["db"]["password"]\'')
+    p.add_argument("value", nargs="?", help="the new value as JSON")
+    p.add_argument("--value-file", metavar="FILE", help="read the JSON value from FILE")
+    p.add_argument("--value-stdin", action="store_true", help="read the JSON value from stdin")
+    p.add_argument("--idempotent", action="store_true",
+                   help="do not write the file when the value is already set")
+    _add_formats(p)
+    p.set_defaults(run="set")
+
+    p = cmd("unset", "remove one value from a file",
+            "Remove the key or list item at PATH from FILE, in place.")
+    p.add_argument("file")
+    p.add_argument("path", help='tree path, e.g. \'["db"]["password"]\'')
+    p.add_argument("--idempotent", action="store_true",
+                   help="succeed when PATH is already absent")
+    _add_formats(p)
+    p.set_defaults(run="unset")
+
+    p = cmd("rotate", "switch a file to a new data key",
+            "Re-encrypt FILE under a new data key (every value changes). Optionally add or\n"
+            "remove age recipients. Writes to stdout unless -i or --output.")
+    p.add_argument("file")
+    p.add_argument("-i", "--in-place", action="store_true", help="replace FILE")
+    p.add_argument("--output", metavar="FILE", help="write to FILE")
+    p.add_argument("--add-age", metavar="RECIPIENTS", help="comma-separated recipients to add")
+    p.add_argument("--rm-age", metavar="RECIPIENTS", help="comma-separated recipients to remove")
+    _add_formats(p)
+    p.set_defaults(run="rotate")
+
+    p = cmd("updatekeys", "re-wrap the data key for the recipients in .sops.yaml",
+            "Make the recipients of each FILE match its .sops.yaml creation rule. The data\n"
+            "key and every value stay the same; only the wrapped keys change. A folder is\n"
+            "processed recursively (every SOPS file in it).")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--shamir-secret-sharing-threshold", type=int, metavar="N",
+                   help="key groups needed to decrypt")
+    p.add_argument("--input-type", choices=_FORMATS, metavar="TYPE", help="input format")
+    p.set_defaults(run="updatekeys")
+
+    p = cmd("filestatus", "tell whether a file is encrypted",
+            'Print {"encrypted":true} or {"encrypted":false} for FILE.')
+    p.add_argument("file")
+    p.add_argument("--input-type", choices=_FORMATS, metavar="TYPE", help="input format")
+    p.set_defaults(run="filestatus")
+
+    p = cmd("exec-env", "run a command with the file's values as environment variables",
+            "Decrypt FILE and run COMMAND with each top-level key as an environment\n"
+            "variable. One COMMAND argument runs through /bin/sh -c (as sops does); after\n"
+            "'--' several arguments run directly. The child's exit status is returned.\n\n"
+            "examples:\n  macula-secrets exec-env secrets/app.enc.env 'echo $DB_PASSWORD'\n"
+            "  macula-secrets exec-env secrets/app.enc.yaml -- ./server --port 8080")
+    p.add_argument("file")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.add_argument("--pristine", action="store_true",
+                   help="start from an empty environment (only the decrypted values)")
+    _add_formats(p)
+    p.set_defaults(run="exec-env")
+
+    p = cmd("exec-file", "run a command with the decrypted file in a temporary file",
+            "Decrypt FILE into a temporary FIFO (or a 0600 file with --no-fifo) in a private\n"
+            "folder, replace every {} in COMMAND with its path, run it, then remove it.\n\n"
+            "example:\n  macula-secrets exec-file secrets/app.enc.json 'cat {}'")
+    p.add_argument("file")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.add_argument("--no-fifo", action="store_true", help="use a regular file, not a FIFO")
+    p.add_argument("--filename", metavar="NAME", help="name of the temporary file")
+    _add_formats(p)
+    p.set_defaults(run="exec-file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.sops_exit_codes:
+        os.environ["MACULA_SOPS_EXIT_CODES"] = "1"
+    from .output import report
+
+    try:
+        if args.run in ("exec-env", "exec-file"):
+            from . import execcmds
+
+            return execcmds.run(args)
+        from . import filecmds
+
+        return filecmds.run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("macula: interrupted\n")
+        return X.INTERRUPTED
+    except BrokenPipeError:
+        return X.ERROR
+    except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+        if os.environ.get("MACULA_DEBUG"):
+            raise
+        return report(exc)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

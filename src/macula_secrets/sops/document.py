@@ -1,0 +1,219 @@
+"""A SOPS file in memory: decrypt it, change it, encrypt it again.
+
+:class:`SopsFile` holds the plaintext tree, the metadata and the data key
+(inside a :class:`~.cipher.ValueCipher`, never in a repr). Re-encrypting a
+decrypted file reuses the data key and the IV of every value that did not
+change, so the file on disk changes only where the content did, plus the
+MAC and ``lastmodified``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from datetime import datetime, timezone
+from typing import Final
+
+from ..errors import FormatError, IntegrityError, LimitError
+from .cipher import ValueCipher
+from .keygroups import Unwrapper, unwrap_data_key, wrap_data_key
+from .metadata import SOPS_VERSION, AgeKey, MasterKey, Metadata
+from .stores import Store, get_store
+from .tree import Branch
+from .walk import decrypt_branches, encrypt_branches
+
+__all__ = ["DEFAULT_MAX_FILE_SIZE", "SopsFile", "decrypt_bytes", "encrypt_new", "read_encrypted"]
+
+#: Input larger than this is refused before parsing (configurable per call).
+DEFAULT_MAX_FILE_SIZE: Final = 64 * 1024 * 1024
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_size(data: bytes, limit: int) -> None:
+    if len(data) > limit:
+        raise LimitError(f"input is {len(data)} bytes, more than the limit of {limit}")
+
+
+def read_encrypted(
+    data: bytes, store: Store, *, max_size: int = DEFAULT_MAX_FILE_SIZE
+) -> tuple[list[Branch], Metadata]:
+    """Parse an encrypted file without decrypting: ``(encrypted branches, metadata)``."""
+    _check_size(data, max_size)
+    branches, raw = store.load_encrypted(data)
+    return branches, Metadata.from_branch(raw)
+
+
+class SopsFile:
+    """A decrypted SOPS document: plaintext branches, metadata and the data key.
+
+    ``branches`` may be changed freely; :meth:`encrypt` turns them back into
+    an encrypted file with the same data key.
+    """
+
+    __slots__ = ("_cipher", "branches", "format", "metadata", "name")
+
+    def __init__(
+        self,
+        branches: list[Branch],
+        metadata: Metadata,
+        cipher: ValueCipher,
+        *,
+        format: str,  # noqa: A002 - the sops term
+        name: str = "file",
+    ) -> None:
+        self.branches = branches
+        self.metadata = metadata
+        self._cipher = cipher
+        self.format = format
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"SopsFile({self.name!r}, format={self.format!r}, {self.metadata!r})"
+
+    def encrypt(self, store: Store | None = None, *, now: str | None = None) -> bytes:
+        """Encrypt the branches with this file's data key and print the file.
+
+        Sets ``lastmodified`` to ``now`` (default: the current UTC time) and a
+        new MAC. ``store`` defaults to this file's format.
+        """
+        store = store or get_store(self.format)
+        enc, mac_hex = encrypt_branches(self.branches, self._cipher, self.metadata)
+        self.metadata.lastmodified = now or _now()
+        self.metadata.mac = self._cipher.encrypt(mac_hex, self.metadata.mac_aad())
+        if self.format == "binary":
+            # sops 3.11 ignores selection rules for binary files and writes none.
+            self.metadata.rule = None
+        return store.emit_encrypted(enc, self.metadata.to_branch())
+
+    def plaintext(self, store: Store | None = None) -> bytes:
+        """Print the decrypted document (``sops -d``)."""
+        store = store or get_store(self.format)
+        return store.emit_plain(self.branches)
+
+    def rotate(self, *, add: list[str] | None = None, remove: list[str] | None = None) -> None:
+        """Switch to a new data key, optionally adding/removing age recipients.
+
+        ``add`` goes to the first key group; ``remove`` matches the recipient
+        text in any group (as ``sops rotate --add-age/--rm-age``).
+        """
+        groups = [list(g) for g in self.metadata.key_groups]
+        if remove:
+            drop = set(remove)
+            groups = [[k for k in g if not (isinstance(k, AgeKey) and k.recipient in drop)]
+                      for g in groups]
+        recipients = _age_groups(groups, self.name)
+        if add:
+            recipients[0].extend(a for a in add if a not in recipients[0])
+        self.rekey(recipients, threshold=self.metadata.shamir_threshold, new_data_key=True)
+
+    def rekey(
+        self, groups: list[list[str]], *, threshold: int = 0, new_data_key: bool = False
+    ) -> None:
+        """Wrap the data key (or a new one) for ``groups`` of age recipients."""
+        if new_data_key:
+            self._cipher = ValueCipher(os.urandom(32))
+        key = self._cipher_key()
+        wrapped, recorded = wrap_data_key(key, groups, threshold=threshold)
+        self.metadata.key_groups = wrapped
+        self.metadata.shamir_threshold = recorded if len(groups) > 1 else threshold
+
+    def _cipher_key(self) -> bytes:
+        return self._cipher.data_key()
+
+
+def _age_groups(groups: list[list[MasterKey]], name: str) -> list[list[str]]:
+    out: list[list[str]] = []
+    for g in groups:
+        keys = []
+        for k in g:
+            if not isinstance(k, AgeKey):
+                raise FormatError(
+                    f"{name} has a {k.kind} key ({k.label}); macula-secrets can only "
+                    "re-wrap the data key for age recipients",
+                    hint="remove the other key types with sops first",
+                )
+            keys.append(k.recipient)
+        out.append(keys)
+    return out
+
+
+def decrypt_bytes(
+    data: bytes,
+    *,
+    format: str,  # noqa: A002
+    unwrapper: Unwrapper,
+    ignore_mac: bool = False,
+    name: str = "file",
+    max_size: int = DEFAULT_MAX_FILE_SIZE,
+    store: Store | None = None,
+) -> SopsFile:
+    """Decrypt an encrypted file's bytes.
+
+    Raises:
+        FormatError: not a SOPS file (``sops metadata not found``) or malformed.
+        NoMatchingKeyError, ThresholdError: no identity can open the data key.
+        IntegrityError: a value, the MAC, or a clear value changed.
+    """
+    store = store or get_store(format)
+    enc, metadata = read_encrypted(data, store, max_size=max_size)
+    key = unwrap_data_key(metadata, unwrapper, name=name)
+    cipher = ValueCipher(key)
+    branches, computed = decrypt_branches(enc, cipher, metadata)
+    if not ignore_mac:
+        verify_mac(metadata, cipher, computed, name=name)
+    return SopsFile(branches, metadata, cipher, format=format, name=name)
+
+
+def verify_mac(metadata: Metadata, cipher: ValueCipher, computed: str, *, name: str) -> None:
+    """Check the stored MAC against the one computed while decrypting."""
+    if not metadata.mac:
+        raise IntegrityError(f"{name} has no MAC")
+    try:
+        stored = cipher.decrypt(metadata.mac, metadata.mac_aad(), where="mac")
+    except (IntegrityError, FormatError):
+        raise IntegrityError(
+            f"cannot decrypt the MAC of {name}: the MAC or lastmodified was changed"
+        ) from None
+    if not isinstance(stored, str) or not hmac.compare_digest(
+        stored.encode("utf-8", "surrogateescape"), computed.encode("ascii")
+    ):
+        raise IntegrityError(
+            f"MAC mismatch in {name}: the file was changed after it was encrypted"
+        )
+
+
+def encrypt_new(
+    branches: list[Branch],
+    *,
+    format: str,  # noqa: A002
+    groups: list[list[str]],
+    threshold: int = 0,
+    rule: tuple[str, str] | None = None,
+    mac_only_encrypted: bool = False,
+    name: str = "file",
+) -> SopsFile:
+    """Make a new SOPS document for ``branches`` with a fresh data key.
+
+    The result is not encrypted yet: call :meth:`SopsFile.encrypt`.
+    """
+    key = os.urandom(32)
+    wrapped, recorded = wrap_data_key(key, groups, threshold=threshold)
+    metadata = Metadata(
+        wrapped,
+        shamir_threshold=recorded,
+        rule=rule or ("unencrypted_suffix", "_unencrypted"),
+        mac_only_encrypted=mac_only_encrypted,
+        version=SOPS_VERSION,
+    )
+    if format == "binary":
+        # sops 3.11 ignores selection rules for binary files and stores none.
+        metadata.rule = None
+    return SopsFile(branches, metadata, ValueCipher(key), format=format, name=name)
+
+
+def mac_matches(a: str, b: str) -> bool:
+    """Constant-time comparison of two MAC strings."""
+    return hmac.compare_digest(a.encode(), b.encode())
