@@ -53,7 +53,7 @@ class SopsFile:
     an encrypted file with the same data key.
     """
 
-    __slots__ = ("_cipher", "branches", "format", "metadata", "name")
+    __slots__ = ("_cipher", "branches", "format", "metadata", "name", "path")
 
     def __init__(
         self,
@@ -63,12 +63,54 @@ class SopsFile:
         *,
         format: str,  # noqa: A002 - the sops term
         name: str = "file",
+        path: str | None = None,
     ) -> None:
         self.branches = branches
         self.metadata = metadata
         self._cipher = cipher
         self.format = format
         self.name = name
+        self.path = path
+
+    # -- reading and changing values ---------------------------------------------
+
+    def get(self, path: str | list[str | int]) -> object:
+        """Return the value at ``path`` (``'["db"]["password"]'`` or ``["db", "password"]``).
+
+        Raises ``PathError`` when nothing is there.
+        """
+        from .paths import get_path, parse_path
+
+        return get_path(self.branches[0], parse_path(path) if isinstance(path, str) else path)
+
+    def set(self, path: str | list[str | int], value: object) -> bool:
+        """Set the value at ``path`` (creating maps on the way); return whether it changed."""
+        from .paths import parse_path, set_path
+
+        return set_path(self.branches[0], parse_path(path) if isinstance(path, str) else path,
+                        _from_python(value))
+
+    def unset(self, path: str | list[str | int]) -> None:
+        """Remove the value at ``path``; ``PathError`` when it is absent."""
+        from .paths import parse_path, unset_path
+
+        unset_path(self.branches[0], parse_path(path) if isinstance(path, str) else path)
+
+    def to_dict(self) -> dict[str, object]:
+        """The first document as plain Python data (comments dropped)."""
+        out = to_python(self.branches[0])
+        assert isinstance(out, dict)
+        return out
+
+    def save(self, path: str | None = None) -> None:
+        """Encrypt and write atomically to ``path`` (default: where it was read from)."""
+        from .._fs import atomic_write
+
+        target = path or self.path
+        if target is None:
+            raise FormatError("this document has no path: pass one to save()")
+        atomic_write(target, self.encrypt(), mode=0o644)
+        self.path = target
 
     def __repr__(self) -> str:
         return f"SopsFile({self.name!r}, format={self.format!r}, {self.metadata!r})"
@@ -212,6 +254,37 @@ def encrypt_new(
         # sops 3.11 ignores selection rules for binary files and stores none.
         metadata.rule = None
     return SopsFile(branches, metadata, ValueCipher(key), format=format, name=name)
+
+
+def to_python(value: object) -> object:
+    """Tree -> plain Python: dicts, lists, scalars; comments dropped, first duplicate wins."""
+    from .tree import Comment, Timestamp
+
+    if isinstance(value, Branch):
+        out: dict[str, object] = {}
+        for k, v in value:
+            if k.__class__ is Comment:
+                continue
+            key = str(k)
+            if key not in out:
+                out[key] = to_python(v)
+        return out
+    if isinstance(value, list):
+        return [to_python(v) for v in value if v.__class__ is not Comment]
+    if isinstance(value, Timestamp):
+        return value.text
+    return value
+
+
+def _from_python(value: object) -> object:
+    """Plain Python -> tree values (dicts become ordered branches)."""
+    if isinstance(value, Branch):
+        return value
+    if isinstance(value, dict):
+        return Branch((str(k), _from_python(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_from_python(v) for v in value]
+    return value
 
 
 def mac_matches(a: str, b: str) -> bool:
