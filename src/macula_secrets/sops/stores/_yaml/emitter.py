@@ -1177,7 +1177,27 @@ def string_node(s: str) -> Node:
     if style == S.PLAIN:
         tag = "!!merge" if s == "<<" else resolve_tag(s)
         return Node(SCALAR, tag, s, 0)
+    if style == S.LITERAL and not _literal_reads_back(s):
+        # go-yaml writes some strings as literal blocks it cannot read back
+        # (a line that starts with a tab after the indentation). sops then
+        # silently prints null; we print the value double-quoted instead.
+        style = S.DOUBLE_QUOTED
     return Node(SCALAR, "!!str", s, _STYLE_FLAGS[style])
+
+
+def _literal_reads_back(s: str) -> bool:
+    """Whether the literal block go-yaml writes for ``s`` parses back to ``s``."""
+    from .parser import parse_documents
+
+    doc = Node(DOCUMENT)
+    doc.content.append(Node(SCALAR, "!!str", s, LITERAL_STYLE))
+    enc = Encoder(indent=4)
+    enc.encode_document(doc)
+    try:
+        docs = parse_documents(enc.close())
+    except FormatError:
+        return False
+    return bool(docs) and bool(docs[0].content) and docs[0].content[0].value == s
 
 
 def scalar_node(value: object) -> Node:

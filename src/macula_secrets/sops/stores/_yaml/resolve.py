@@ -86,7 +86,7 @@ def _go_parse_int(text: str, base: int) -> int | None:
     """Go ``strconv.ParseInt``/``ParseUint`` with base prefixes (base 0), unbounded."""
     body = text
     neg = False
-    if body[:1] in "+-":
+    if body and body[0] in "+-":
         neg = body[0] == "-"
         body = body[1:]
     if not body:
