@@ -13,15 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from pathlib import Path
 
 __all__ = ["atomic_write", "read_limited"]
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` atomically and durably."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
+    target = os.fspath(path)
+    folder = os.path.dirname(target) or "."
+    name = os.path.basename(target)
     try:
         keep = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
@@ -29,7 +29,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
     fd = -1
     tmp = ""
     for attempt in range(100):
-        tmp = str(folder / f".{target.name}.tmp{os.getpid()}.{attempt}")
+        tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}.{attempt}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             break

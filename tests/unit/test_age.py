@@ -741,7 +741,7 @@ def test_default_keys_txt_under_xdg_config_home(home: Path, tmp_path: Path, keys
     (config / "sops" / "age").mkdir(parents=True)
     (config / "sops" / "age" / "keys.txt").write_text(keys.text[4])
     found = sources({"XDG_CONFIG_HOME": str(config)}, home)
-    assert found.default_key_file == config / "sops" / "age" / "keys.txt"
+    assert found.default_key_file == str(config / "sops" / "age" / "keys.txt")
     assert found.unwrap_data_key(keys.enc[4], recipient=keys.recipient[4]) == DATA_KEY
 
 

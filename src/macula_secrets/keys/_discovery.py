@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from macula_secrets import _env
@@ -106,7 +105,7 @@ class _Loaded:
             self.unused.append(location)
 
 
-def _read_file(path: str | Path, *, label: str) -> bytes:
+def _read_file(path: str | os.PathLike[str], *, label: str) -> bytes:
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_SOURCE_SIZE + 1)
@@ -138,31 +137,33 @@ class IdentitySources:
     def __init__(
         self,
         env: Mapping[str, str],
-        home: Path,
+        home: str | os.PathLike[str],
         *,
         read_passphrase: Callable[[str], str] | None = read_passphrase_from_terminal,
     ) -> None:
+        # Plain strings, not pathlib: importing pathlib costs more start-up
+        # time than a decrypt can spare.
         self._env = dict(env)
-        self._home = Path(home)
+        self._home = os.fspath(home)
         self._read_passphrase = read_passphrase
         self._static: _Loaded | None = None
         xdg = self._env.get(_env.XDG_CONFIG_HOME, "")
         self._config_error: str | None = None
         if not xdg:
-            self._config_dir: Path | None = self._home / ".config"
+            self._config_dir: str | None = os.path.join(self._home, ".config")
         elif not os.path.isabs(xdg):
             self._config_dir = None
             self._config_error = (
                 f"user config directory is unknown: {_env.XDG_CONFIG_HOME} is relative"
             )
         else:
-            self._config_dir = Path(xdg)
+            self._config_dir = xdg
 
     @classmethod
     def from_environment(
         cls,
         env: Mapping[str, str],
-        home: Path,
+        home: str | os.PathLike[str],
         *,
         read_passphrase: Callable[[str], str] | None = read_passphrase_from_terminal,
     ) -> IdentitySources:
@@ -175,9 +176,11 @@ class IdentitySources:
         return cls(env, home, read_passphrase=read_passphrase)
 
     @property
-    def default_key_file(self) -> Path | None:
+    def default_key_file(self) -> str | None:
         """``<config dir>/sops/age/keys.txt``, or ``None`` if the config dir is unknown."""
-        return None if self._config_dir is None else self._config_dir.joinpath(*_DEFAULT_KEY_FILE)
+        return None if self._config_dir is None else os.path.join(
+            self._config_dir, *_DEFAULT_KEY_FILE
+        )
 
     def _load_static(self) -> _Loaded:
         if self._static is not None:
@@ -190,7 +193,7 @@ class IdentitySources:
         else:
             loaded.unused.append(_env.SOPS_AGE_SSH_PRIVATE_KEY_FILE)
         for name in ("id_ed25519", "id_rsa"):
-            path = self._home / ".ssh" / name
+            path = os.path.join(self._home, ".ssh", name)
             if os.path.exists(path):
                 self._add_ssh(loaded, str(path), label=str(path))
             else:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ..errors import ConfigError, FormatError
 from .metadata import SELECTION_RULES
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["CONFIG_NAME", "CreationRule", "SopsConfig", "find_config", "load_config"]
 
@@ -60,7 +62,7 @@ class SopsConfig:
 
     def __init__(
         self,
-        path: Path | None,
+        path: str | None,
         rules: list[CreationRule],
         *,
         has_rules: bool,
@@ -71,14 +73,14 @@ class SopsConfig:
         self.has_rules = has_rules
         self.store_indent = store_indent
 
-    def rule_for(self, target: str | Path) -> CreationRule | None:
+    def rule_for(self, target: str | os.PathLike[str]) -> CreationRule | None:
         """The creation rule for ``target``, or ``None`` when the file has no rules.
 
         Raises ``ConfigError`` when rules exist and none matches.
         """
         if not self.has_rules:
             return None
-        absolute = os.path.abspath(target)
+        absolute = os.path.abspath(os.fspath(target))
         candidate = absolute
         if self.path is not None:
             base = os.path.dirname(os.path.abspath(self.path))
@@ -99,29 +101,34 @@ class SopsConfig:
         )
 
 
-def find_config(start: Path | None = None, *, env: dict[str, str] | None = None) -> Path | None:
+def find_config(
+    start: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None
+) -> str | None:
     """Locate the config: ``SOPS_CONFIG``, else ``.sops.yaml`` in ``start`` or a parent."""
     env = dict(os.environ) if env is None else env
     explicit = env.get("SOPS_CONFIG")
     if explicit:
-        return Path(explicit)
-    here = Path(start or os.getcwd()).absolute()
+        return explicit
+    here = os.path.abspath(os.fspath(start) if start is not None else os.getcwd())
     for _ in range(_MAX_PARENTS):
-        candidate = here / CONFIG_NAME
-        if candidate.is_file():
+        candidate = os.path.join(here, CONFIG_NAME)
+        if os.path.isfile(candidate):
             return candidate
-        if here.parent == here:
+        parent = os.path.dirname(here)
+        if parent == here:
             break
-        here = here.parent
+        here = parent
     return None
 
 
-def load_config(path: Path | None) -> SopsConfig:
+def load_config(path: str | os.PathLike[str] | None) -> SopsConfig:
     """Parse ``path`` (``None`` gives an empty config)."""
     if path is None:
         return SopsConfig(None, [], has_rules=False, store_indent={})
+    path = os.fspath(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     from .stores.yaml import load_yaml_data
@@ -162,7 +169,7 @@ def _split_keys(value: object, *, where: str) -> list[str]:
     return out
 
 
-def _rule(raw: object, path: Path, index: int) -> CreationRule:
+def _rule(raw: object, path: str, index: int) -> CreationRule:
     where = f"{path}: creation_rules[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} is not a mapping")

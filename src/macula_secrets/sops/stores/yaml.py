@@ -42,6 +42,9 @@ class YAMLStore:
     # -- reading ----------------------------------------------------------------
 
     def load_plain(self, data: bytes) -> list[Branch]:
+        fast = self._fast(data)
+        if fast is not None:
+            return fast
         docs = self._parse(data)
         if docs:
             _check_first_document(docs[0])
@@ -49,9 +52,11 @@ class YAMLStore:
         return [reader.document(d) for d in docs]
 
     def load_encrypted(self, data: bytes) -> tuple[list[Branch], Branch]:
-        docs = self._parse(data)
-        reader = _TreeReader()
-        branches = [reader.document(d) for d in docs]
+        branches = self._fast(data)
+        if branches is None:
+            docs = self._parse(data)
+            reader = _TreeReader()
+            branches = [reader.document(d) for d in docs]
         if not branches:
             raise FormatError("sops metadata not found")
         metadata = branches[0].get(METADATA_KEY)
@@ -67,6 +72,16 @@ class YAMLStore:
         return bool(branches) and branches[0].index_of(METADATA_KEY) >= 0
 
     @staticmethod
+    def _fast(data: bytes) -> list[Branch] | None:
+        """The line-based reader for plain block YAML, or None to use the full one."""
+        from ._yaml.fast import try_parse
+
+        result = try_parse(decode_text(data))
+        if result is None or result[1]:
+            return None  # (duplicate keys: let the full reader name them)
+        return [result[0]]
+
+    @staticmethod
     def _parse(data: bytes) -> list[Node]:
         text = decode_text(data)
         try:
@@ -77,17 +92,37 @@ class YAMLStore:
     # -- writing -------------------------------------------------------------------
 
     def emit_plain(self, branches: list[Branch]) -> bytes:
+        from ._yaml.fastemit import fast_emit
+
+        fast = fast_emit(branches, indent=self.indent)
+        if fast is not None:
+            return fast.encode("utf-8")
         enc = Encoder(indent=self.indent)
         for branch in branches:
             enc.encode_document(_document(_mapping(branch)))
         return enc.close().encode("utf-8")
 
     def emit_encrypted(self, branches: list[Branch], metadata: Branch) -> bytes:
-        enc = Encoder(indent=self.indent)
+        from ._yaml.fastemit import fast_emit
+
+        fulls = []
         for branch in branches:
             full = Branch(branch)
             full.append((METADATA_KEY, metadata))
+            fulls.append(full)
+        fast = fast_emit(fulls, indent=self.indent)
+        if fast is not None:
+            return fast.encode("utf-8")
+        enc = Encoder(indent=self.indent)
+        for full in fulls:
             enc.encode_document(_document(_mapping(full)))
+        return enc.close().encode("utf-8")
+
+    def emit_plain_full(self, branches: list[Branch]) -> bytes:
+        """The event-driven emitter only (tests compare it with the fast path)."""
+        enc = Encoder(indent=self.indent)
+        for branch in branches:
+            enc.encode_document(_document(_mapping(branch)))
         return enc.close().encode("utf-8")
 
     def emit_value(self, value: object) -> bytes:

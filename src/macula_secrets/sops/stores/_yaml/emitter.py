@@ -16,7 +16,7 @@ See ``scanner.py`` for the licence note.
 
 from __future__ import annotations
 
-import base64
+import re
 from collections.abc import Callable
 from typing import Final
 
@@ -121,9 +121,39 @@ class _ScalarData:
         self.style = 0
 
 
+# A scalar made only of these characters has no spaces, breaks, tabs or
+# unprintable characters; its analysis reduces to a few indicator checks.
+_BORING = re.compile(
+    "[^\x00-\x20\x7f-\xa0\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff"
+    "\U00010000-\U0010ffff]+"
+)
+_FLOW_INDICATORS = re.compile("[,?\\[\\]{}:]")
+
+
 def analyze_scalar(value: str, data: _ScalarData) -> None:
     """Decide which styles can represent ``value`` (libyaml's analysis)."""
     data.value = value
+    if value and _BORING.fullmatch(value):
+        first = value[0]
+        flow_ind = block_ind = value[:3] in ("---", "...")
+        if first in "#,[]{}&*!|>'\"%@`":
+            flow_ind = block_ind = True
+        elif first in "?:":
+            flow_ind = True
+            if len(value) == 1:
+                block_ind = True
+        elif first == "-" and len(value) == 1:
+            flow_ind = block_ind = True
+        if not flow_ind and _FLOW_INDICATORS.search(value, 1):
+            flow_ind = True
+        if len(value) > 1 and value[-1] == ":":
+            block_ind = True
+        data.multiline = False
+        data.flow_plain_allowed = not flow_ind
+        data.block_plain_allowed = not block_ind
+        data.single_quoted_allowed = True
+        data.block_allowed = True
+        return
     if not value:
         data.multiline = False
         data.flow_plain_allowed = False
@@ -843,6 +873,15 @@ class Emitter:
     def _write_plain(self, value: str) -> None:
         if value and not self.whitespace:
             self._put(" ")
+        if not _HAS_BREAK.search(value):
+            self.out.append(value)
+            self.column += len(value)
+            if value:
+                self.whitespace = False
+            self.indention = False
+            if self.root_context:
+                self.open_ended = True
+            return
         breaks = False
         for c in value:
             if c == " ":
@@ -889,24 +928,9 @@ class Emitter:
 
     def _write_double_quoted(self, value: str) -> None:
         self._write_indicator('"', need_whitespace=True)
-        # go-yaml's BOM test looks at the start of the value, not the current
-        # character: a value that starts with a BOM is escaped throughout.
-        bom = value.startswith("\ufeff")
-        for c in value:
-            o = ord(c)
-            if bom or not _is_printable(c) or c in _BREAKS or c == '"' or c == "\\":
-                self._put("\\")
-                esc = _DQ_ESCAPES.get(o)
-                if esc is not None:
-                    self._put(esc)
-                elif o <= 0xFF:
-                    self._write_all(f"x{o:02X}")
-                elif o <= 0xFFFF:
-                    self._write_all(f"u{o:04X}")
-                else:
-                    self._write_all(f"U{o:08X}")
-            else:
-                self._write(c)
+        body = double_quoted_body(value)
+        self.out.append(body)
+        self.column += len(body)
         self._write_indicator('"')
         self.whitespace = False
         self.indention = False
@@ -971,6 +995,39 @@ class Emitter:
                 self._write(c)
                 self.indention = False
                 breaks = False
+
+
+_HAS_BREAK = re.compile("[\r\n\x85\u2028\u2029]")
+# Characters a double-quoted scalar must escape: the non-printable ones (see
+# _is_printable), line breaks, the quote and the backslash.
+_NEEDS_ESCAPE = re.compile(
+    '["\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff'
+    "\U00010000-\U0010ffff]"
+)
+
+def double_quoted_body(value: str) -> str:
+    """The text between the quotes of a double-quoted scalar, escaped as go-yaml does."""
+    # go-yaml's BOM test looks at the start of the value, not the current
+    # character: a value that starts with a BOM is escaped throughout.
+    bom = value.startswith("\ufeff")
+    if not bom and not _NEEDS_ESCAPE.search(value):
+        return value
+    out: list[str] = []
+    for c in value:
+        o = ord(c)
+        if bom or not _is_printable(c) or c in _BREAKS or c == '"' or c == "\\":
+            esc = _DQ_ESCAPES.get(o)
+            if esc is not None:
+                out.append("\\" + esc)
+            elif o <= 0xFF:
+                out.append(f"\\x{o:02X}")
+            elif o <= 0xFFFF:
+                out.append(f"\\u{o:04X}")
+            else:
+                out.append(f"\\U{o:08X}")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 _DQ_ESCAPES: Final[dict[int, str]] = {
@@ -1160,6 +1217,8 @@ def _is_base60_float(s: str) -> bool:
 
 
 def _encode_base64(data: bytes) -> str:
+    import base64
+
     enc = base64.b64encode(data).decode("ascii")
     if len(enc) <= 70:
         return enc

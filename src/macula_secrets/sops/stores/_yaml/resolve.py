@@ -9,8 +9,6 @@ decision order as go-yaml's ``resolve``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import re
 from typing import Final
@@ -82,8 +80,13 @@ def _hint(text: str) -> str:
     return ""
 
 
+_INT_SHAPE = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
+
+
 def _go_parse_int(text: str, base: int) -> int | None:
     """Go ``strconv.ParseInt``/``ParseUint`` with base prefixes (base 0), unbounded."""
+    if base == 0 and not _INT_SHAPE.fullmatch(text):
+        return None
     body = text
     neg = False
     if body and body[0] in "+-":
@@ -184,6 +187,9 @@ def resolve_tag(text: str) -> str:
 
 def decode_binary(text: str) -> str | bytes:
     """Decode a ``!!binary`` scalar; ``str`` when the bytes are UTF-8, else ``bytes``."""
+    import base64
+    import binascii
+
     try:
         data = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):

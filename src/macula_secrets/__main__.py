@@ -1,0 +1,5 @@
+"""``python -m macula_secrets``: the command line."""
+
+from .cli import entry
+
+entry()
