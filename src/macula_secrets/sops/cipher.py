@@ -54,6 +54,23 @@ def _unb64(text: str, what: str) -> bytes:
         raise FormatError(f"error base64-decoding {what} of an encrypted value") from None
 
 
+def _split_enc(text: str) -> tuple[str, str, str, str] | None:
+    """Split a well-formed ``ENC[...]`` string fast; ``None`` to use the regex.
+
+    Base64 has no commas, so for well-formed values this gives what sops's
+    greedy pattern gives; anything unusual goes through the pattern itself.
+    """
+    if not text.startswith("ENC[AES256_GCM,data:") or text[-1] != "]":
+        return None
+    parts = text[20:-1].split(",")
+    if len(parts) != 4:
+        return None
+    data, iv, tag, typ = parts
+    if iv[:3] != "iv:" or tag[:4] != "tag:" or typ[:5] != "type:":
+        return None
+    return data, iv[3:], tag[4:], typ[5:]
+
+
 def is_encrypted_value(value: object) -> bool:
     """Tell whether ``value`` looks like an ``ENC[AES256_GCM,...]`` string."""
     return isinstance(value, str) and value.startswith(ENC_PREFIX)
@@ -114,14 +131,16 @@ class ValueCipher:
     primitive the tree walks use.
     """
 
-    __slots__ = ("_aead", "_key", "_stash")
+    __slots__ = ("_aead", "_key", "_remember", "_stash")
 
-    def __init__(self, data_key: bytes) -> None:
+    def __init__(self, data_key: bytes, *, remember_ivs: bool = True) -> None:
         if len(data_key) != 32:
             raise FormatError("a SOPS data key is 32 bytes")
         self._key = bytes(data_key)
         self._aead = AESGCM(data_key)
         self._stash: dict[tuple[str, object, str], bytes] = {}
+        # Off for a read-only decrypt: nothing will be encrypted again.
+        self._remember = remember_ivs
 
     def __repr__(self) -> str:
         return "ValueCipher(<data key>)"
@@ -155,29 +174,39 @@ class ValueCipher:
         """
         if text == "":
             return ""
-        m = _ENC_RE.match(text)
-        if m is None:
-            raise FormatError(
-                f"value at {where or aad!r} does not match sops' data format"
-            )
-        data = _unb64(m.group(1), "data")
-        iv = _unb64(m.group(2), "iv")
-        tag = _unb64(m.group(3), "tag")
-        typ = m.group(4)
+        fields = _split_enc(text)
+        if fields is None:
+            m = _ENC_RE.match(text)
+            if m is None:
+                raise FormatError(
+                    f"value at {where or aad.rstrip(':')!r} does not match sops' data format"
+                )
+            fields = (m.group(1), m.group(2), m.group(3), m.group(4))
+        data = _unb64(fields[0], "data")
+        iv = _unb64(fields[1], "iv")
+        tag = _unb64(fields[2], "tag")
+        typ = fields[3]
         if not iv:
             raise FormatError("an encrypted value has an empty iv")
         try:
             plain = self._aead.decrypt(iv, data + tag, aad.encode("utf-8"))
         except InvalidTag:
             raise IntegrityError(
-                f"could not decrypt the value at {where or aad!r}: authentication failed"
+                f"could not decrypt the value at {where or aad.rstrip(':')!r}: authentication failed"
             ) from None
         except ValueError:
-            raise FormatError(f"could not decrypt the value at {where or aad!r}") from None
-        value = _decode(plain, typ, where or aad)
-        key = (typ if typ != "bytes" else "str",
-               value.value if typ == "comment" else value, aad)  # type: ignore[attr-defined]
-        self._stash[key] = iv
+            raise FormatError(f"could not decrypt the value at {where or aad.rstrip(':')!r}") from None
+        if typ == "str":
+            try:
+                value: object = plain.decode("utf-8")
+            except UnicodeDecodeError:
+                value = plain
+        else:
+            value = _decode(plain, typ, where or aad.rstrip(":"))
+        if self._remember:
+            key = (typ if typ != "bytes" else "str",
+                   value.value if typ == "comment" else value, aad)  # type: ignore[attr-defined]
+            self._stash[key] = iv
         return value
 
 

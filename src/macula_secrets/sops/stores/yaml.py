@@ -14,17 +14,22 @@ from typing import Final
 
 from ...errors import FormatError, LimitError
 from ..tree import METADATA_KEY, Branch, Comment
-from ._yaml import parser as P
-from ._yaml.emitter import Encoder, scalar_node
-from ._yaml.parser import Node
+from ._yaml import nodes as P
+from ._yaml.nodes import Node
 from ._yaml.resolve import BINARY, NULL, STR, decode_binary, resolve, short_tag
-from ._yaml.scanner import decode_text
+from ._yaml.scalars import scalar_node
+from ._yaml.text import decode_text
+
+# The full go-yaml reader and writer (._yaml.parser, ._yaml.emitter) are
+# imported only when the fast paths decline a document: they cost start-up
+# time that most files never need.
 
 __all__ = ["YAMLStore", "load_yaml_data", "make_store"]
 
 #: Aliases may repeat a subtree; cap the size of what they expand to.
 MAX_EXPANDED_NODES: Final = 1_000_000
 DEFAULT_INDENT: Final = 4
+_MAX_DEPTH: Final = 100  # as the parser's MAX_DEPTH
 
 _QUOTED: Final = P.SINGLE_QUOTED_STYLE | P.DOUBLE_QUOTED_STYLE | P.LITERAL_STYLE | P.FOLDED_STYLE
 
@@ -83,9 +88,11 @@ class YAMLStore:
 
     @staticmethod
     def _parse(data: bytes) -> list[Node]:
+        from ._yaml.parser import parse_documents
+
         text = decode_text(data)
         try:
-            return P.parse_documents(text)
+            return parse_documents(text)
         except RecursionError:
             raise LimitError("yaml: document nests too deeply") from None
 
@@ -97,6 +104,8 @@ class YAMLStore:
         fast = fast_emit(branches, indent=self.indent)
         if fast is not None:
             return fast.encode("utf-8")
+        from ._yaml.emitter import Encoder
+
         enc = Encoder(indent=self.indent)
         for branch in branches:
             enc.encode_document(_document(_mapping(branch)))
@@ -113,6 +122,8 @@ class YAMLStore:
         fast = fast_emit(fulls, indent=self.indent)
         if fast is not None:
             return fast.encode("utf-8")
+        from ._yaml.emitter import Encoder
+
         enc = Encoder(indent=self.indent)
         for full in fulls:
             enc.encode_document(_document(_mapping(full)))
@@ -120,6 +131,8 @@ class YAMLStore:
 
     def emit_plain_full(self, branches: list[Branch]) -> bytes:
         """The event-driven emitter only (tests compare it with the fast path)."""
+        from ._yaml.emitter import Encoder
+
         enc = Encoder(indent=self.indent)
         for branch in branches:
             enc.encode_document(_document(_mapping(branch)))
@@ -127,6 +140,8 @@ class YAMLStore:
 
     def emit_value(self, value: object) -> bytes:
         # sops uses yaml.Marshal here, which always indents by 4.
+        from ._yaml.emitter import Encoder
+
         enc = Encoder(indent=DEFAULT_INDENT)
         enc.encode_document(_document(_value(value)))
         return enc.close().encode("utf-8")
@@ -283,8 +298,8 @@ def _check_first_document(doc: Node) -> None:
 
 
 def _check_unique_keys(node: Node, depth: int) -> None:
-    if depth > P.MAX_DEPTH:
-        raise LimitError(f"yaml: nesting deeper than {P.MAX_DEPTH} levels")
+    if depth > _MAX_DEPTH:
+        raise LimitError(f"yaml: nesting deeper than {_MAX_DEPTH} levels")
     if node.kind == P.ALIAS and node.alias is not None:
         node = node.alias
     if node.kind == P.MAPPING:
@@ -401,8 +416,8 @@ def load_yaml_data(data: bytes) -> object:
 
 
 def _plain(node: Node, depth: int) -> object:
-    if depth > P.MAX_DEPTH:
-        raise LimitError(f"yaml: nesting deeper than {P.MAX_DEPTH} levels")
+    if depth > _MAX_DEPTH:
+        raise LimitError(f"yaml: nesting deeper than {_MAX_DEPTH} levels")
     if node.kind == P.ALIAS:
         assert node.alias is not None
         return _plain(node.alias, depth + 1)

@@ -15,9 +15,9 @@ bytes.
 from __future__ import annotations
 
 from ...tree import Branch, Comment
-from .emitter import _BORING, double_quoted_body, scalar_node
-from .parser import DOUBLE_QUOTED_STYLE, LITERAL_STYLE, SINGLE_QUOTED_STYLE, TAGGED_STYLE
+from .nodes import DOUBLE_QUOTED_STYLE, LITERAL_STYLE, SINGLE_QUOTED_STYLE, TAGGED_STYLE
 from .resolve import resolve_tag
+from .scalars import _BORING, double_quoted_body, scalar_node
 
 __all__ = ["fast_emit"]
 
@@ -33,8 +33,7 @@ class _GiveUp(Exception):
 _NOT_SIMPLE_START = frozenset("+-0123456789~.<#,[]{}&*!|>'\"%@`?:")
 # Words go-yaml types (true, null...) or quotes as YAML 1.1 booleans (yes, on...).
 _WORDS = frozenset(
-    "true True TRUE false False FALSE null Null NULL y Y yes Yes YES on On ON n N no No NO "
-    "off Off OFF".split()
+    ["true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "n", "N", "no", "No", "NO", "off", "Off", "OFF"]
 )
 
 
@@ -47,7 +46,7 @@ def _scalar_text(value: object, *, key: bool) -> tuple[str, str | None]:
         and value[-1] != ":"  # type: ignore[index]
         and value not in _WORDS
         and _BORING.fullmatch(value)  # type: ignore[arg-type]
-        and (not key or len(value) <= 128 and value.isascii())  # type: ignore[union-attr,arg-type]
+        and (not key or (len(value) <= 128 and value.isascii()))  # type: ignore[union-attr,arg-type]
     ):
         # No spaces, breaks or unprintable characters, no indicator, resolves
         # to a string: go-yaml writes it plain, untagged.

@@ -16,7 +16,28 @@ from typing import Final
 
 from ....errors import LimitError
 from . import scanner as T
+from .nodes import (  # re-exported: the parser's node model
+    ALIAS,
+    DOCUMENT,
+    DOUBLE_QUOTED_STYLE,
+    FLOW_STYLE,
+    FOLDED_STYLE,
+    LITERAL_STYLE,
+    MAPPING,
+    SCALAR,
+    SEQUENCE,
+    SINGLE_QUOTED_STYLE,
+    TAGGED_STYLE,
+    Node,
+)
+from .resolve import resolve_tag, short_tag
 from .scanner import Mark, Scanner, Token
+
+__all__ = [
+    "ALIAS", "DOCUMENT", "DOUBLE_QUOTED_STYLE", "FLOW_STYLE", "FOLDED_STYLE", "LITERAL_STYLE",
+    "MAPPING", "MAX_DEPTH", "SCALAR", "SEQUENCE", "SINGLE_QUOTED_STYLE", "TAGGED_STYLE",
+    "Node", "Parser", "parse_documents",
+]
 
 # Event types.
 STREAM_START_EVENT: Final = 1
@@ -29,21 +50,6 @@ SEQUENCE_START_EVENT: Final = 7
 SEQUENCE_END_EVENT: Final = 8
 MAPPING_START_EVENT: Final = 9
 MAPPING_END_EVENT: Final = 10
-
-# Node kinds.
-DOCUMENT: Final = 1
-SEQUENCE: Final = 2
-MAPPING: Final = 3
-SCALAR: Final = 4
-ALIAS: Final = 5
-
-# Node styles (bit flags, as go-yaml's).
-TAGGED_STYLE: Final = 1
-DOUBLE_QUOTED_STYLE: Final = 2
-SINGLE_QUOTED_STYLE: Final = 4
-LITERAL_STYLE: Final = 8
-FOLDED_STYLE: Final = 16
-FLOW_STYLE: Final = 32
 
 #: Limits against hostile input.
 MAX_DEPTH: Final = 100
@@ -81,39 +87,6 @@ class Event:
         self.head_comment = ""
         self.line_comment = ""
         self.foot_comment = ""
-
-
-class Node:
-    """A YAML node as go-yaml's ``yaml.Node`` holds it (the fields sops reads)."""
-
-    __slots__ = (
-        "alias",
-        "anchor",
-        "column",
-        "content",
-        "foot_comment",
-        "head_comment",
-        "kind",
-        "line",
-        "line_comment",
-        "style",
-        "tag",
-        "value",
-    )
-
-    def __init__(self, kind: int, tag: str = "", value: str = "", style: int = 0) -> None:
-        self.kind = kind
-        self.tag = tag
-        self.value = value
-        self.style = style
-        self.anchor = ""
-        self.alias: Node | None = None
-        self.content: list[Node] = []
-        self.head_comment = ""
-        self.line_comment = ""
-        self.foot_comment = ""
-        self.line = 0
-        self.column = 0
 
 
 class Parser(Scanner):
@@ -626,8 +599,6 @@ class Parser(Scanner):
         return docs
 
     def _node(self, kind: int, default_tag: str, tag: str, value: str, event: Event) -> Node:
-        from .resolve import resolve_tag, short_tag
-
         style = 0
         if tag and tag != "!":
             tag = short_tag(tag)

@@ -175,7 +175,7 @@ def _resolve(tag: str, text: str) -> tuple[str, object]:
                     return INT, v if v <= _INT64_MAX else UInt64(v)
             elif plain.startswith("-" + prefix):
                 v = _go_parse_int("-" + plain[3:], base)
-                if v is not None and _INT64_MIN <= v:
+                if v is not None and v >= _INT64_MIN:
                     return INT, v
     return STR, text
 

@@ -48,12 +48,8 @@ ANCHOR: Final = 19
 TAG: Final = 20
 SCALAR: Final = 21
 
-# Scalar styles.
-PLAIN: Final = 1
-SINGLE_QUOTED: Final = 2
-DOUBLE_QUOTED: Final = 3
-LITERAL: Final = 4
-FOLDED: Final = 5
+from .nodes import DOUBLE_QUOTED, FOLDED, LITERAL, PLAIN, SINGLE_QUOTED
+from .text import decode_text  # noqa: F401 - re-exported
 
 Mark = tuple[int, int, int]
 
@@ -65,10 +61,6 @@ _BLANKZ: Final = " \t" + _BREAKZ
 MAX_INDENTS: Final = 10000
 MAX_FLOW_LEVEL: Final = 10000
 
-# Characters YAML forbids in a stream (go-yaml's reader rejects them). Written
-# as the forbidden set rather than the negation of the allowed one: a class
-# with huge ranges costs milliseconds to compile at start-up.
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 _SPACES = re.compile(" *")
 _BLANKS = re.compile("[ \t]*")
 _TO_BREAKZ = re.compile("[^\r\n\x85\u2028\u2029\0]*")
@@ -143,31 +135,6 @@ class _SimpleKey:
 
 class YAMLSyntaxError(FormatError):
     """The text is not valid YAML; the message names the line."""
-
-
-def decode_text(data: bytes) -> str:
-    """Decode YAML input as go-yaml does: UTF-8, or UTF-16 with a BOM.
-
-    Raises ``FormatError`` for undecodable bytes and for characters YAML
-    forbids (most control characters), naming the offset.
-    """
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise FormatError("yaml: invalid UTF-16 input") from None
-    else:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise FormatError(f"yaml: invalid UTF-8 at byte {exc.start}") from None
-        if text.startswith("\ufeff"):
-            text = text[1:]
-    m = _FORBIDDEN.search(text)
-    if m is not None:
-        line = text.count("\n", 0, m.start()) + 1
-        raise FormatError(f"yaml: line {line}: control characters are not allowed")
-    return text
 
 
 class Scanner:
