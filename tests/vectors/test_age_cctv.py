@@ -25,8 +25,8 @@ from macula_secrets.errors import (
 )
 from macula_secrets.keys import age
 
-_HERE = Path(__file__).parent / "age-cctv"
-VECTORS = _HERE if _HERE.is_dir() else Path("/work/shared/vectors/age-cctv")
+# The C2SP CCTV age vectors, copied unchanged (see age-cctv/PROVENANCE.md).
+VECTORS = Path(__file__).parent / "age-cctv"
 
 EXPECTED_ERROR: dict[str, type[MaculaError]] = {
     "no match": NoMatchingKeyError,

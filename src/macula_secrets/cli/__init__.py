@@ -104,7 +104,9 @@ def _add_rules(p: argparse.ArgumentParser) -> None:
                    help="compute the MAC over encrypted values only")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command``, only that command's options are built
+    (the others are listed by name), which saves start-up time."""
     parser = _Parser(
         prog="macula-secrets",
         description=_DESCRIPTION,
@@ -119,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def cmd(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        if command is not None and name != command:
+            # Listed for --help and to reject typos, but not built.
+            return _Stub(sub.add_parser(name, help=help_))  # type: ignore[return-value]
         return sub.add_parser(name, help=help_, description=description,
                               formatter_class=_Formatter)
 
@@ -251,9 +256,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stub:
+    """Stands in for a subparser that is not selected: accepts and drops definitions."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._parser = parser
+
+    def add_argument(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def add_mutually_exclusive_group(self) -> _Stub:
+        return self
+
+    def set_defaults(self, **kwargs: object) -> None:
+        self._parser.set_defaults(**kwargs)
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--config":
+            skip = True
+            continue
+        if arg.startswith("-"):
+            if arg in ("-h", "--help"):
+                return None
+            continue
+        return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command_in(argv)).parse_args(argv)
     if args.sops_exit_codes:
         os.environ["MACULA_SOPS_EXIT_CODES"] = "1"
     from .output import report

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import re
 
+from .._lazyre import LazyPattern
+
 __all__ = [
     "format_float_e",
     "format_float_f",
@@ -101,7 +103,7 @@ def format_float_g(x: float, *, upper: bool = False) -> str:
     return format_float_f(x)
 
 
-_GO_FLOAT = re.compile(
+_GO_FLOAT = LazyPattern(
     r"[+-]?(?:(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?"
     r"|0[xX](?:[\da-fA-F_]+\.?[\da-fA-F_]*|\.[\da-fA-F_]+)[pP][+-]?\d+"
     r"|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])"

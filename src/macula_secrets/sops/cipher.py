@@ -25,6 +25,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .._lazyre import LazyPattern
 from ..errors import FormatError, IntegrityError
 from ._gofmt import format_float_f, normalize_rfc3339, parse_go_float, parse_go_int
 from .tree import Comment, Timestamp
@@ -38,7 +39,7 @@ _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
 
 # Greedy and anchored at the start only, exactly like sops's pattern.
-_ENC_RE: Final = re.compile(r"ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]", re.S)
+_ENC_RE: Final = LazyPattern(r"ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]", re.S)
 
 _b64encode = binascii.b2a_base64
 

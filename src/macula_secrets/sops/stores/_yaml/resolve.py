@@ -10,9 +10,9 @@ decision order as go-yaml's ``resolve``.
 from __future__ import annotations
 
 import math
-import re
 from typing import Final
 
+from ...._lazyre import LazyPattern
 from ....errors import FormatError
 from ..._gofmt import parse_go_float
 from ...tree import Timestamp
@@ -46,7 +46,7 @@ for _v, _t, _words in (
     for _w in _words:
         _MAP[_w] = (_t, _v)
 
-_YAML_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_YAML_FLOAT = LazyPattern(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
 _UINT64_MAX: Final = (1 << 64) - 1
@@ -80,12 +80,12 @@ def _hint(text: str) -> str:
     return ""
 
 
-_INT_SHAPE = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
+_INT_SHAPE = LazyPattern(r"[-+]?(?:0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|[0-9]+)")
 
 
 def _go_parse_int(text: str, base: int) -> int | None:
     """Go ``strconv.ParseInt``/``ParseUint`` with base prefixes (base 0), unbounded."""
-    if base == 0 and not _INT_SHAPE.fullmatch(text):
+    if base == 0 and not (text.isascii() and text.isdigit()) and not _INT_SHAPE.fullmatch(text):
         return None
     body = text
     neg = False
@@ -163,7 +163,7 @@ def _resolve(tag: str, text: str) -> tuple[str, object]:
                 return INT, v
             if 0 <= v <= _UINT64_MAX:
                 return INT, UInt64(v)
-        if _YAML_FLOAT.fullmatch(plain):
+        if plain.count(".") <= 1 and _YAML_FLOAT.fullmatch(plain):
             f = _parse_go_float(plain)
             if f is not None:
                 return FLOAT, f
@@ -202,7 +202,7 @@ def decode_binary(text: str) -> str | bytes:
 
 # Go layouts tried by go-yaml: "2006-1-2T15:4:5.999999999Z07:00" (and with a
 # lower-case t), "2006-1-2 15:4:5.999999999" (UTC), and "2006-1-2".
-_TS = re.compile(
+_TS = LazyPattern(
     r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})"
     r"(?:(?P<sep>[Tt ])([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})(?:[.,]([0-9]+))?"
     r"(?P<zone>Z|[+-]\d{2}:\d{2})?)?"
@@ -216,6 +216,9 @@ def parse_timestamp(text: str) -> str | None:
     ``None`` when go-yaml would not see a timestamp (then the scalar is an
     int, a float or a string).
     """
+    # go-yaml's quick check first: every layout starts with four digits and "-".
+    if len(text) < 8 or text[4] != "-" or not text[:4].isdigit():
+        return None
     m = _TS.fullmatch(text)
     if m is None:
         return None

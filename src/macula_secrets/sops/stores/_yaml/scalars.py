@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ...._lazyre import LazyPattern
 from ....errors import FormatError
 from ..._gofmt import format_float_g
 from ...tree import Timestamp
@@ -67,7 +68,7 @@ _BORING = re.compile(
     "[^\x00-\x20\x7f-\xa0\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff"
     "\U00010000-\U0010ffff]+"
 )
-_FLOW_INDICATORS = re.compile("[,?\\[\\]{}:]")
+_FLOW_INDICATORS = LazyPattern("[,?\\[\\]{}:]")
 
 
 def analyze_scalar(value: str, data: _ScalarData) -> None:
@@ -175,10 +176,10 @@ def analyze_scalar(value: str, data: _ScalarData) -> None:
         data.block_plain_allowed = False
 
 
-_HAS_BREAK = re.compile("[\r\n\x85\u2028\u2029]")
+_HAS_BREAK = LazyPattern("[\r\n\x85\u2028\u2029]")
 # Characters a double-quoted scalar must escape: the non-printable ones (see
 # _is_printable), line breaks, the quote and the backslash.
-_NEEDS_ESCAPE = re.compile(
+_NEEDS_ESCAPE = LazyPattern(
     '["\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff'
     "\U00010000-\U0010ffff]"
 )
