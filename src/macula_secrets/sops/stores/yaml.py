@@ -53,7 +53,7 @@ class YAMLStore:
         docs = self._parse(data)
         if docs:
             _check_first_document(docs[0])
-        reader = _TreeReader()
+        reader = _TreeReader(check_aliasing=True)
         return [reader.document(d) for d in docs]
 
     def load_encrypted(self, data: bytes) -> tuple[list[Branch], Branch]:
@@ -166,25 +166,55 @@ def _comment_lines(text: str, out: list[object], *, mapping: bool) -> None:
                 out.append(c)
 
 
-class _TreeReader:
-    """Turns go-yaml nodes into sops tree items, placing comments as sops does."""
+def _allowed_alias_ratio(decoded: int) -> float:
+    """go-yaml's limit on the share of decoded nodes that come from aliases."""
+    low, high = 400_000, 4_000_000
+    if decoded <= low:
+        return 0.99
+    if decoded >= high:
+        return 0.10
+    return 0.99 - 0.89 * ((decoded - low) / (high - low))
 
-    def __init__(self) -> None:
-        self.expanded = 0
+
+class _TreeReader:
+    """Turns go-yaml nodes into sops tree items, placing comments as sops does.
+
+    Every node produced is counted, and those produced under an alias
+    separately, so that an alias bomb ("billion laughs") stops early: with
+    ``check_aliasing`` as go-yaml's decoder does when sops decodes a plaintext
+    document (more than 99% of the nodes from aliases is refused), and always
+    at :data:`MAX_EXPANDED_NODES`.
+    """
+
+    def __init__(self, *, check_aliasing: bool = False) -> None:
+        self.decoded = 0
+        self.aliased = 0
+        self.alias_depth = 0
+        self.check_aliasing = check_aliasing
+        self.expanding: set[int] = set()  # alias targets being expanded now
 
     def document(self, doc: Node) -> Branch:
         branch = Branch()
         self._into_branch(doc, branch, handled=False)
+        self.check_aliasing = False  # go-yaml checks the first document only
         return branch
 
     def _count(self) -> None:
-        self.expanded += 1
-        if self.expanded > MAX_EXPANDED_NODES:
-            raise LimitError(
-                f"yaml: aliases expand to more than {MAX_EXPANDED_NODES} nodes"
-            )
+        self.decoded += 1
+        if self.alias_depth:
+            self.aliased += 1
+        if self.decoded > MAX_EXPANDED_NODES:
+            raise LimitError(f"yaml: the document expands to more than {MAX_EXPANDED_NODES} nodes")
+        if (
+            self.check_aliasing
+            and self.aliased > 100
+            and self.decoded > 1000
+            and self.aliased / self.decoded > _allowed_alias_ratio(self.decoded)
+        ):
+            raise LimitError("yaml: document contains excessive aliasing")
 
     def _into_branch(self, node: Node, branch: Branch, *, handled: bool) -> Branch:
+        self._count()
         if not handled:
             _comment_lines(node.head_comment, branch, mapping=True)  # type: ignore[arg-type]
             _comment_lines(node.line_comment, branch, mapping=True)  # type: ignore[arg-type]
@@ -215,15 +245,18 @@ class _TreeReader:
             if short_tag(node.tag) != NULL:
                 raise FormatError("yaml: documents that are values are not supported")
         elif kind == P.ALIAS:
-            self._count()
             assert node.alias is not None
+            self.alias_depth += 1
             self._into_branch(node.alias, branch, handled=False)
+            self.alias_depth -= 1
         if not handled:
             _comment_lines(node.foot_comment, branch, mapping=True)  # type: ignore[arg-type]
         return branch
 
     def _value(self, node: Node, *, handled: bool) -> object:
         kind = node.kind
+        if kind != P.MAPPING:
+            self._count()  # mappings count themselves in _into_branch
         if kind == P.SCALAR:
             return decode_scalar(node)
         if kind == P.MAPPING:
@@ -242,26 +275,18 @@ class _TreeReader:
                 _comment_lines(node.foot_comment, out, mapping=False)
             return out
         if kind == P.ALIAS:
-            self._count()
-            assert node.alias is not None
-            if node.alias is node or _contains(node.alias, node):
+            target = node.alias
+            assert target is not None
+            if id(target) in self.expanding:
                 raise FormatError(f"yaml: alias *{node.value} refers to itself")
-            return self._value(node.alias, handled=False)
+            self.expanding.add(id(target))
+            self.alias_depth += 1
+            try:
+                return self._value(target, handled=False)
+            finally:
+                self.alias_depth -= 1
+                self.expanding.discard(id(target))
         raise FormatError("yaml: unexpected node")
-
-
-def _contains(root: Node, target: Node) -> bool:
-    stack = [root]
-    seen = 0
-    while stack:
-        n = stack.pop()
-        if n is target:
-            return True
-        seen += 1
-        if seen > MAX_EXPANDED_NODES:
-            return False
-        stack.extend(n.content)
-    return False
 
 
 def decode_scalar(node: Node) -> object:
@@ -300,8 +325,8 @@ def _check_first_document(doc: Node) -> None:
 def _check_unique_keys(node: Node, depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise LimitError(f"yaml: nesting deeper than {_MAX_DEPTH} levels")
-    if node.kind == P.ALIAS and node.alias is not None:
-        node = node.alias
+    # Aliases are not followed: the node they name is checked where it is
+    # defined, and following them would let an alias bomb run for minutes.
     if node.kind == P.MAPPING:
         content = node.content
         seen: dict[tuple[int, str], int] = {}
