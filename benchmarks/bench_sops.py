@@ -56,7 +56,9 @@ def run_time(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t
 
 
-def interleaved(a: list[str], b: list[str], env: dict[str, str], repeats: int) -> tuple[float, float]:
+def interleaved(
+    a: list[str], b: list[str], env: dict[str, str], repeats: int
+) -> tuple[float, float]:
     """Median wall time of commands ``a`` and ``b``, run alternately."""
     run_time(a, env)
     run_time(b, env)
@@ -90,7 +92,9 @@ def in_process(enc: Path, env: dict[str, str], sops: str, repeats: int) -> tuple
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="sizes 100 and 1,000 only, fewer repeats")
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = ap.parse_args()
@@ -139,11 +143,14 @@ def main() -> int:
         print("| work | format | keys | macula-secrets | sops | ratio (sops / ours) |")
         print("|---|---|---:|---:|---:|---:|")
         for work, fmt, n, a, b in rows:
-            print(f"| {work} | {fmt} | {n:,} | {a * 1000:.1f} ms | {b * 1000:.1f} ms | {b / a:.2f}x |")
+            print(f"| {work} | {fmt} | {n:,} | {a * 1000:.1f} ms | {b * 1000:.1f} ms "
+                  f"| {b / a:.2f}x |")
     else:
-        print(f"{'work':38s} {'fmt':5s} {'keys':>6s} {'ours':>10s} {'sops':>10s} {'sops/ours':>10s}")
+        print(f"{'work':38s} {'fmt':5s} {'keys':>6s} {'ours':>10s} {'sops':>10s} "
+              f"{'sops/ours':>10s}")
         for work, fmt, n, a, b in rows:
-            print(f"{work:38s} {fmt:5s} {n:6d} {a * 1000:8.1f}ms {b * 1000:8.1f}ms {b / a:9.2f}x")
+            print(f"{work:38s} {fmt:5s} {n:6d} {a * 1000:8.1f}ms {b * 1000:8.1f}ms "
+                  f"{b / a:9.2f}x")
     # Linear growth: time per key from 1,000 to 10,000 keys.
     by = {(w, f, n): a for w, f, n, a, _ in rows}
     for work in ("decrypt", "encrypt"):

@@ -31,9 +31,7 @@ scalars = st.one_of(texts, ints, floats, st.booleans(), st.none())
 
 
 def _extend(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
-    maps = st.lists(st.tuples(keys, children), max_size=5, unique_by=lambda kv: kv[0]).map(
-        lambda items: Branch(items)
-    )
+    maps = st.lists(st.tuples(keys, children), max_size=5, unique_by=lambda kv: kv[0]).map(Branch)
     seqs = st.lists(children, max_size=5)
     return st.one_of(maps, seqs)
 
@@ -41,7 +39,7 @@ def _extend(children: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
 values = st.recursive(scalars, _extend, max_leaves=25)
 
 documents = st.lists(st.tuples(keys, values), min_size=1, max_size=8,
-                     unique_by=lambda kv: kv[0]).map(lambda items: Branch(items))
+                     unique_by=lambda kv: kv[0]).map(Branch)
 
 comment_text = st.text(st.characters(whitelist_categories=("L", "N"), whitelist_characters=" -_"),
                        max_size=15)

@@ -34,7 +34,9 @@ def _ids() -> IdentityList:
     return IdentityList(age.parse_identities(TEST_AGE_SECRET, source="test"))
 
 
-def _sops(sops: str, env: dict[str, str], *args: str, data: bytes) -> subprocess.CompletedProcess[bytes]:
+def _sops(
+    sops: str, env: dict[str, str], *args: str, data: bytes
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sops, *args, "--input-type", "yaml", "--output-type", "yaml", "/dev/stdin"],
         input=data, capture_output=True, env=env, timeout=60, check=False,
@@ -75,6 +77,10 @@ def check_both_ways(sops: str, env: dict[str, str], plain: bytes) -> None:
     assert STORE.emit_encrypted(branches, metadata) == enc.stdout
 
 
+_SLOW_AND_SHARED = [
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much
+]
+
 _FAILING = {"duplicate_keys.yaml", "top_level_sequence.yaml"}
 
 
@@ -83,7 +89,7 @@ def test_edge_case_files(case: str, sops_bin: str, sops_env: dict[str, str]) -> 
     plain = (CASES / case).read_bytes()
     if case in _FAILING:
         assert _sops(sops_bin, sops_env, "-e", "--age", TEST_AGE_PUBLIC, data=plain).returncode
-        with pytest.raises(Exception, match="already defined|mapping"):
+        with pytest.raises(Exception, match=r"already defined|mapping"):
             _ours_encrypt(plain)
         return
     check_both_ways(sops_bin, sops_env, plain)
@@ -100,15 +106,13 @@ def _unreadable_literal(value: object) -> bool:
     return False
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.filter_too_much])
+@settings(max_examples=40, deadline=None, suppress_health_check=_SLOW_AND_SHARED)
 @given(documents.filter(lambda d: not _unreadable_literal(d)))
 def test_random_documents(sops_bin: str, sops_env: dict[str, str], doc: Branch) -> None:
     check_both_ways(sops_bin, sops_env, STORE.emit_plain([doc]))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.filter_too_much])
+@settings(max_examples=40, deadline=None, suppress_health_check=_SLOW_AND_SHARED)
 @given(commented_documents().filter(lambda d: not _unreadable_literal(d)))
 def test_random_commented_documents(sops_bin: str, sops_env: dict[str, str], doc: Branch) -> None:
     check_both_ways(sops_bin, sops_env, STORE.emit_plain([doc]))

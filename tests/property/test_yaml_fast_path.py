@@ -24,7 +24,7 @@ def _check(text: str) -> bool:
     result = fast.try_parse(text)
     if result is None:
         return False
-    branch, dup = result
+    branch, _duplicates = result
     try:
         full = _full(text)
     except FormatError as exc:  # pragma: no cover - the point of the test

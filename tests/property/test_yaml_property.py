@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-
 import re
+
+from hypothesis import given, settings
 
 from macula_secrets.errors import FormatError
 from macula_secrets.sops.stores.yaml import YAMLStore

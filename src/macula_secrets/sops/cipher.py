@@ -154,7 +154,7 @@ class ValueCipher:
         """Encrypt a scalar or comment; empty strings and comments stay empty."""
         typ = _type_of(value)
         plain = to_bytes(value)
-        if not plain and (typ == "str" or typ == "comment"):
+        if not plain and typ in ("str", "comment"):
             return ""
         key = (typ, value.value if typ == "comment" else value, aad)  # type: ignore[attr-defined]
         iv = self._stash.get(key)
@@ -193,10 +193,13 @@ class ValueCipher:
             plain = self._aead.decrypt(iv, data + tag, aad.encode("utf-8"))
         except InvalidTag:
             raise IntegrityError(
-                f"could not decrypt the value at {where or aad.rstrip(':')!r}: authentication failed"
+                f"could not decrypt the value at {where or aad.rstrip(':')!r}: "
+                "authentication failed"
             ) from None
         except ValueError:
-            raise FormatError(f"could not decrypt the value at {where or aad.rstrip(':')!r}") from None
+            raise FormatError(
+                f"could not decrypt the value at {where or aad.rstrip(':')!r}"
+            ) from None
         if typ == "str":
             try:
                 value: object = plain.decode("utf-8")

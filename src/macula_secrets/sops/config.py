@@ -20,7 +20,7 @@ from ..errors import ConfigError, FormatError
 from .metadata import SELECTION_RULES
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    pass
 
 __all__ = ["CONFIG_NAME", "CreationRule", "SopsConfig", "find_config", "load_config"]
 
@@ -221,7 +221,7 @@ def _rule(raw: object, path: str, index: int) -> CreationRule:
 def _group(raw: object, where: str) -> list[str]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} is not a mapping")
-    for foreign in _FOREIGN_RULE_KEYS + ("hc_vault",):
+    for foreign in (*_FOREIGN_RULE_KEYS, "hc_vault"):
         if raw.get(foreign):
             raise ConfigError(
                 f"{where}: {foreign} keys are not supported by macula-secrets (age only)"

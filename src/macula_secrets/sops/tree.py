@@ -79,7 +79,7 @@ class Timestamp:
         return f"Timestamp({self.text!r})"
 
 
-Scalar: TypeAlias = "str | bytes | bool | int | float | None | Timestamp"
+Scalar: TypeAlias = "str | bytes | bool | int | float | Timestamp | None"
 Value: TypeAlias = "Scalar | Branch | list[object] | Comment"
 
 
@@ -117,4 +117,4 @@ def iter_items(branch: Branch) -> Iterator[tuple[str, object]]:
     """Yield ``(key, value)`` for every non-comment item of ``branch``."""
     for k, v in branch:
         if k.__class__ is str:
-            yield k, v  # type: ignore[misc]
+            yield k, v

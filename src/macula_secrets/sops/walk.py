@@ -90,7 +90,8 @@ class _Walk:
         rules = self.rules
         if rules.match is not None:
             return rules.path_says_encrypt(hit)
-        assert rules.regex is not None
+        if rules.regex is None:  # pragma: no cover - _Rules sets one of the two
+            return True
         search = rules.regex.search
         stack = self.stack
         if rules.comment_kind == "unencrypted_comment_regex":
@@ -118,7 +119,7 @@ class _Walk:
         for key, value in branch:
             if key.__class__ is Comment:
                 if uses_stack:
-                    level.append(key.value)  # type: ignore[attr-defined]
+                    level.append(key.value)
                 res = leaf(key, prefix, hit, True)
                 out.append((res if res.__class__ is Comment else Comment(res), None))  # type: ignore[arg-type]
                 continue
@@ -127,9 +128,9 @@ class _Walk:
                     f"tree contains a non-string key (type {_go_type(key)}); "
                     "only string keys are supported"
                 )
-            child_hit = hit or (match is not None and match(key))  # type: ignore[arg-type]
+            child_hit = hit or (match is not None and match(key))
             cls = value.__class__
-            child_prefix = prefix + key + ":"  # type: ignore[operator]
+            child_prefix = prefix + key + ":"
             if cls in _SCALARS:
                 new = leaf(value, child_prefix, child_hit, False)
             elif value is None:
@@ -179,16 +180,24 @@ class _Walk:
     def leaf(self, value: object, aad: str, hit: bool, is_comment: bool) -> object:
         if not aad:
             aad = ":"  # the empty path (a top-level comment)
-        encrypted = self._should_encrypt(hit, is_comment)
+        rules = self.rules
+        if rules.match is not None:
+            encrypted = not hit if rules.inverse else hit
+        else:
+            encrypted = self._should_encrypt(hit, is_comment)
         if self.encrypting:
             if (not self.mac_only or encrypted) and not is_comment:
                 self.mac_parts.append(to_bytes(value))
             if not encrypted:
                 return value
             out = self.cipher.encrypt(value, aad)
-            if is_comment and self.rules.comment_kind == "unencrypted_comment_regex":
-                assert self.rules.regex is not None
-                if self.rules.regex.search(out):
+            regex = self.rules.regex
+            if (
+                is_comment
+                and self.rules.comment_kind == "unencrypted_comment_regex"
+                and regex is not None
+                and regex.search(out)
+            ):
                     raise ConfigError(
                         "an encrypted comment matches unencrypted_comment_regex; make sure "
                         "the regex cannot match an encrypted comment"
@@ -198,6 +207,14 @@ class _Walk:
             return out
         # decrypting
         result: object
+        if encrypted and not is_comment and value.__class__ is str:
+            result = self.cipher.decrypt(value, aad)
+            if not self.mac_only or encrypted:
+                if result.__class__ is str:
+                    self.mac_parts.append(result.encode("utf-8"))
+                elif result.__class__ is not Comment:
+                    self.mac_parts.append(to_bytes(result))
+            return result
         if encrypted:
             if is_comment:
                 text = value.value  # type: ignore[attr-defined]
@@ -212,7 +229,7 @@ class _Walk:
                     raise FormatError(
                         f"the value at {_where(aad)!r} is not encrypted but should be"
                     )
-                result = self.cipher.decrypt(value, aad, where=_where(aad))  # type: ignore[arg-type]
+                result = self.cipher.decrypt(value, aad, where=_where(aad))
         else:
             result = value
         if (not self.mac_only or encrypted) and result.__class__ is not Comment:

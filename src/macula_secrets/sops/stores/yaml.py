@@ -245,9 +245,8 @@ class _TreeReader:
             if short_tag(node.tag) != NULL:
                 raise FormatError("yaml: documents that are values are not supported")
         elif kind == P.ALIAS:
-            assert node.alias is not None
             self.alias_depth += 1
-            self._into_branch(node.alias, branch, handled=False)
+            self._into_branch(_target(node), branch, handled=False)
             self.alias_depth -= 1
         if not handled:
             _comment_lines(node.foot_comment, branch, mapping=True)  # type: ignore[arg-type]
@@ -275,8 +274,7 @@ class _TreeReader:
                 _comment_lines(node.foot_comment, out, mapping=False)
             return out
         if kind == P.ALIAS:
-            target = node.alias
-            assert target is not None
+            target = _target(node)
             if id(target) in self.expanding:
                 raise FormatError(f"yaml: alias *{node.value} refers to itself")
             self.expanding.add(id(target))
@@ -287,6 +285,13 @@ class _TreeReader:
                 self.alias_depth -= 1
                 self.expanding.discard(id(target))
         raise FormatError("yaml: unexpected node")
+
+
+def _target(alias: Node) -> Node:
+    """The node an alias names (the parser guarantees there is one)."""
+    if alias.alias is None:
+        raise FormatError(f"yaml: unknown anchor '{alias.value}' referenced")
+    return alias.alias
 
 
 def decode_scalar(node: Node) -> object:
@@ -311,7 +316,9 @@ def _check_first_document(doc: Node) -> None:
     if root is None:
         return
     if root.kind == P.SEQUENCE:
-        raise FormatError("yaml: cannot unmarshal !!seq into a mapping (the top level must be a map)")
+        raise FormatError(
+            "yaml: cannot unmarshal !!seq into a mapping (the top level must be a map)"
+        )
     if root.kind == P.SCALAR:
         if decode_scalar(root) is not None:
             raise FormatError(
@@ -375,7 +382,7 @@ def _mapping(branch: Branch) -> Node:
     content = mapping.content
     for k, v in branch:
         if k.__class__ is Comment:
-            comments.append(k.value)  # type: ignore[attr-defined]
+            comments.append(k.value)
             continue
         if beginning:
             _add_head(mapping, comments)
@@ -402,7 +409,7 @@ def _sequence(items: list[object]) -> Node:
     content = seq.content
     for item in items:
         if item.__class__ is Comment:
-            comments.append(item.value)  # type: ignore[attr-defined]
+            comments.append(item.value)
             continue
         if beginning:
             _add_head(seq, comments)
@@ -444,8 +451,7 @@ def _plain(node: Node, depth: int) -> object:
     if depth > _MAX_DEPTH:
         raise LimitError(f"yaml: nesting deeper than {_MAX_DEPTH} levels")
     if node.kind == P.ALIAS:
-        assert node.alias is not None
-        return _plain(node.alias, depth + 1)
+        return _plain(_target(node), depth + 1)
     if node.kind == P.MAPPING:
         out: dict[str, object] = {}
         content = node.content

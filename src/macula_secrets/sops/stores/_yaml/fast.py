@@ -46,7 +46,7 @@ _PLAIN_START_BAD: Final = frozenset("[]{},#&*!|>'\"%@`")
 _TYPED_START: Final = frozenset("+-0123456789yYnNtTfFoO~.<")
 
 
-class _GiveUp(Exception):
+class _DeclinedError(Exception):
     """The text uses YAML the fast path does not handle."""
 
 
@@ -58,9 +58,9 @@ def _unescape(body: str) -> str:
         if code[0] in "xuU" and len(code) > 1:
             value = int(code[1:], 16)
             if 0xD800 <= value <= 0xDFFF or value > 0x10FFFF:
-                raise _GiveUp
+                raise _DeclinedError
             return chr(value)
-        raise _GiveUp
+        raise _DeclinedError
 
     return _ESCAPE.sub(one, body) if "\\" in body else body
 
@@ -80,9 +80,9 @@ def _plain(text: str) -> object:
     """Decode a one-line plain scalar as go-yaml does, or give up."""
     c = text[0]
     if c in _PLAIN_START_BAD or (c in "-?:" and (len(text) == 1 or text[1] == " ")):
-        raise _GiveUp
+        raise _DeclinedError
     if ": " in text or text[-1] == ":" or text.startswith(("---", "...")):
-        raise _GiveUp
+        raise _DeclinedError
     value = text if text[-1] != " " else text.rstrip(" ")
     if c not in _TYPED_START:
         return value  # go-yaml's resolver only types scalars starting with these
@@ -90,7 +90,7 @@ def _plain(text: str) -> object:
         return value
     tag, out = resolve("", value)
     if tag == "!!binary" or isinstance(out, UInt64):
-        raise _GiveUp
+        raise _DeclinedError
     return out
 
 
@@ -125,22 +125,22 @@ class _Reader:
             if ind < indent:
                 return out, i
             if ind > indent:
-                raise _GiveUp
+                raise _DeclinedError
             body = line[ind:]
             if body.startswith("- ") or body == "-":
                 return out, i  # an indentless sequence ends here; the caller decides
             m = _ENTRY.match(body)
             if m is None:
-                raise _GiveUp
+                raise _DeclinedError
             raw_key, value_text = m.group("key", "value")
             if raw_key[0] in "\"'":
                 key: object = _quoted(raw_key)
                 if key is None:
-                    raise _GiveUp
+                    raise _DeclinedError
                 ident = "q" + str(key)
             else:
                 if raw_key != raw_key.rstrip(" "):
-                    raise _GiveUp
+                    raise _DeclinedError
                 key = _plain(raw_key)
                 ident = "p" + raw_key
             # go-yaml compares keys by their text; keep it simple and let the
@@ -177,7 +177,7 @@ class _Reader:
         if text[0] in "\"'":
             q = _quoted(text)
             if q is None:
-                raise _GiveUp
+                raise _DeclinedError
             return self._after_scalar(q, i, indent)
         return self._after_scalar(_plain(text), i, indent)
 
@@ -185,21 +185,21 @@ class _Reader:
         # A more indented line after a one-line scalar would continue it.
         j = self._next_content(i + 1)
         if j < self.n and _indent_of(self.lines[j]) > indent:
-            raise _GiveUp
+            raise _DeclinedError
         return value, i + 1
 
     def literal(self, header: str, i: int, indent: int) -> tuple[str, int]:
         m = _LITERAL_HEADER.match(header)
         if m is None:
-            raise _GiveUp  # indentation indicators and folded blocks: full reader
+            raise _DeclinedError  # indentation indicators and folded blocks: full reader
         chomp = m.group(1)
         lines = self.lines
         j = i + 1
         if j >= self.n or not lines[j].strip(" "):
-            raise _GiveUp  # leading empty lines decide the indentation: full reader
+            raise _DeclinedError  # leading empty lines decide the indentation: full reader
         block = _indent_of(lines[j])
         if block <= indent:
-            raise _GiveUp
+            raise _DeclinedError
         content: list[str] = []
         trailing = 0
         while j < self.n:
@@ -236,7 +236,7 @@ class _Reader:
             ind = _indent_of(line)
             if ind != indent:
                 if ind > indent:
-                    raise _GiveUp
+                    raise _DeclinedError
                 return out, i
             body = line[ind:]
             if body == "-":
@@ -294,6 +294,6 @@ def try_parse(text: str) -> tuple[Branch, bool] | None:
         branch, end = reader.mapping(start, 0)
         if reader._next_content(end) < reader.n:
             return None
-    except (_GiveUp, RecursionError):
+    except (_DeclinedError, RecursionError):
         return None
     return branch, reader.duplicates

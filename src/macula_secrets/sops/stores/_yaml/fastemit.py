@@ -24,7 +24,7 @@ __all__ = ["fast_emit"]
 _ODD_BREAKS = ("\r", "\x85", "\u2028", "\u2029")
 
 
-class _GiveUp(Exception):
+class _DeclinedError(Exception):
     pass
 
 
@@ -32,9 +32,11 @@ class _GiveUp(Exception):
 # scalars, old booleans like "yes", indicators).
 _NOT_SIMPLE_START = frozenset("+-0123456789~.<#,[]{}&*!|>'\"%@`?:")
 # Words go-yaml types (true, null...) or quotes as YAML 1.1 booleans (yes, on...).
-_WORDS = frozenset(
-    ["true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "n", "N", "no", "No", "NO", "off", "Off", "OFF"]
-)
+_WORDS = frozenset((
+    "true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL",
+    "y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "n", "N", "no", "No", "NO",
+    "off", "Off", "OFF",
+))
 
 
 def _scalar_text(value: object, *, key: bool) -> tuple[str, str | None]:
@@ -42,40 +44,40 @@ def _scalar_text(value: object, *, key: bool) -> tuple[str, str | None]:
     if (
         value.__class__ is str
         and value
-        and value[0] not in _NOT_SIMPLE_START  # type: ignore[index]
-        and value[-1] != ":"  # type: ignore[index]
+        and value[0] not in _NOT_SIMPLE_START
+        and value[-1] != ":"
         and value not in _WORDS
-        and _BORING.fullmatch(value)  # type: ignore[arg-type]
-        and (not key or (len(value) <= 128 and value.isascii()))  # type: ignore[union-attr,arg-type]
+        and _BORING.fullmatch(value)
+        and (not key or (len(value) <= 128 and value.isascii()))
     ):
         # No spaces, breaks or unprintable characters, no indicator, resolves
         # to a string: go-yaml writes it plain, untagged.
-        return value, None  # type: ignore[return-value]
+        return value, None
     node = scalar_node(value)
     style = node.style
     if style & TAGGED_STYLE or node.tag == "!!merge":
-        raise _GiveUp
+        raise _DeclinedError
     text = node.value
     if style & DOUBLE_QUOTED_STYLE:
         return '"' + double_quoted_body(text) + '"', None
     if style & SINGLE_QUOTED_STYLE:
         if "\n" in text or any(b in text for b in _ODD_BREAKS):
-            raise _GiveUp
+            raise _DeclinedError
         return "'" + text.replace("'", "''") + "'", None
     if style & LITERAL_STYLE:
         if key or any(b in text for b in _ODD_BREAKS):
-            raise _GiveUp
+            raise _DeclinedError
         return "", text
     if style:
-        raise _GiveUp
+        raise _DeclinedError
     # A plain node keeps no tag only when its text resolves back to its tag.
     if resolve_tag(text) != node.tag:
-        raise _GiveUp
+        raise _DeclinedError
     if key:
         if not text:
             return "''", None
         if len(text.encode("utf-8")) > 128:
-            raise _GiveUp  # written as a "? " complex key
+            raise _DeclinedError  # written as a "? " complex key
     return text, None
 
 
@@ -129,7 +131,7 @@ class _Writer:
             self.sequence(value, block_indent, inline=False)  # type: ignore[arg-type]
             return
         if cls is Comment:
-            raise _GiveUp
+            raise _DeclinedError
         text, literal = _scalar_text(value, key=False)
         if literal is not None:
             self._literal(literal, scalar_indent)
@@ -143,7 +145,7 @@ class _Writer:
         pad = " " * indent
         for k, v in branch:
             if k.__class__ is Comment:
-                raise _GiveUp
+                raise _DeclinedError
             key_text, _ = _scalar_text(k, key=True)
             if first and inline:
                 out.append(" " + key_text + ":")
@@ -161,7 +163,7 @@ class _Writer:
         first = True
         for item in items:
             if item.__class__ is Comment:
-                raise _GiveUp
+                raise _DeclinedError
             out.append(" -" if first and inline else pad + "-")
             first = False
             cls = item.__class__
@@ -185,7 +187,7 @@ def fast_emit(branches: list[Branch], *, indent: int = 4) -> str | None:
             if i:
                 w.out.append("---\n")
             w.mapping(branch, 0, inline=False)
-    except (_GiveUp, RecursionError):
+    except (_DeclinedError, RecursionError):
         return None
     return "".join(w.out)
 

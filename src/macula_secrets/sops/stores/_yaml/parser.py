@@ -107,7 +107,7 @@ class Parser(Scanner):
 
     def _next_event(self) -> Event:
         state = self.state
-        event: Event = state()  # type: ignore[operator]
+        event: Event = state()
         return event
 
     def _pop_state(self) -> None:
@@ -720,11 +720,10 @@ class Parser(Scanner):
         while self._peek().type != MAPPING_END_EVENT:
             k = self._parse_any()
             content.append(k)
-            if block and k.foot_comment:
-                # A foot comment on a key, when dedented, belongs to the prior value.
-                if len(content) > 2:
-                    content[-3].foot_comment = k.foot_comment
-                    k.foot_comment = ""
+            # A foot comment on a key, when dedented, belongs to the prior value.
+            if block and k.foot_comment and len(content) > 2:
+                content[-3].foot_comment = k.foot_comment
+                k.foot_comment = ""
             v = self._parse_any()
             content.append(v)
             if not k.foot_comment and v.foot_comment:

@@ -29,7 +29,8 @@ from .resolve import resolve_tag
 
 _BREAKS: Final = "\r\n\x85\u2028\u2029"
 _OLD_BOOLS: Final = frozenset(
-    ["y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "n", "N", "no", "No", "NO", "off", "Off", "OFF"]
+    ["y", "Y", "yes", "Yes", "YES", "on", "On", "ON",
+     "n", "N", "no", "No", "NO", "off", "Off", "OFF"]
 )
 
 
@@ -194,7 +195,7 @@ def double_quoted_body(value: str) -> str:
     out: list[str] = []
     for c in value:
         o = ord(c)
-        if bom or not _is_printable(c) or c in _BREAKS or c == '"' or c == "\\":
+        if bom or not _is_printable(c) or c in _BREAKS or c in ('"', "\\"):
             esc = _DQ_ESCAPES.get(o)
             if esc is not None:
                 out.append("\\" + esc)

@@ -24,6 +24,13 @@ import re
 from typing import Final
 
 from ....errors import FormatError, LimitError
+from .nodes import DOUBLE_QUOTED, FOLDED, LITERAL, PLAIN, SINGLE_QUOTED
+from .text import decode_text
+
+__all__ = [
+    "DOUBLE_QUOTED", "FOLDED", "LITERAL", "PLAIN", "SINGLE_QUOTED", "Scanner", "Token",
+    "YAMLSyntaxError", "decode_text",
+]
 
 # Token types.
 STREAM_START: Final = 1
@@ -47,9 +54,6 @@ ALIAS: Final = 18
 ANCHOR: Final = 19
 TAG: Final = 20
 SCALAR: Final = 21
-
-from .nodes import DOUBLE_QUOTED, FOLDED, LITERAL, PLAIN, SINGLE_QUOTED
-from .text import decode_text  # noqa: F401 - re-exported
 
 Mark = tuple[int, int, int]
 
@@ -79,6 +83,12 @@ _ESCAPES: Final = {
     "N": "\x85", "_": "\xa0", "L": "\u2028", "P": "\u2029",
 }
 _HEX_LEN: Final = {"x": 2, "u": 4, "U": 8}
+
+
+def _end(pattern: re.Pattern[str], s: str, pos: int) -> int:
+    """Where a run matched by ``pattern`` (which may be empty) ends."""
+    m = pattern.match(s, pos)
+    return pos if m is None else m.end()
 
 
 class Token:
@@ -305,7 +315,7 @@ class Scanner:
             if c == "%":
                 self._fetch_directive()
                 return
-            if (c == "-" or c == ".") and s[p + 1] == c and s[p + 2] == c and s[p + 3] in _BLANKZ:
+            if c in "-." and s[p + 1] == c and s[p + 2] == c and s[p + 3] in _BLANKZ:
                 self._fetch_document_indicator(DOCUMENT_START if c == "-" else DOCUMENT_END)
                 return
 
@@ -575,9 +585,9 @@ class Scanner:
             # Tabs are allowed in flow context and after an indicator that
             # forbids a simple key; spaces always.
             if self.flow_level > 0 or not self.simple_key_allowed:
-                n = _BLANKS.match(s, self.pos).end() - self.pos
+                n = _end(_BLANKS, s, self.pos) - self.pos
             else:
-                n = _SPACES.match(s, self.pos).end() - self.pos
+                n = _end(_SPACES, s, self.pos) - self.pos
             if n:
                 self.pos += n
                 self.col += n
@@ -614,12 +624,12 @@ class Scanner:
         if self.newlines > 0:
             return
         s = self.s
-        p = _BLANKS.match(s, self.pos).end()
+        p = _end(_BLANKS, s, self.pos)
         if s[p] != "#":
             return
         # Consume up to and including the comment text (not the line break).
         start_mark = (p, self.line, self.col + (p - self.pos))
-        end = _TO_BREAKZ.match(s, p).end()
+        end = _end(_TO_BREAKZ, s, p)
         text = s[p:end]
         self.newlines = 0
         self.col += end - self.pos
@@ -716,11 +726,11 @@ class Scanner:
 
             # Consume everything up to the end of this comment line.
             self._consume_through(i)
-            end = _TO_BREAKZ.match(s, self.pos).end()
-            text.append(s[self.pos:end])
+            stop = _end(_TO_BREAKZ, s, self.pos)
+            text.append(s[self.pos:stop])
             self.newlines = 0
-            self.col += end - self.pos
-            self.pos = end
+            self.col += stop - self.pos
+            self.pos = stop
 
             # As in go-yaml, the character after the comment (its line
             # break) is stepped over without counting as an empty line, and
@@ -779,7 +789,7 @@ class Scanner:
             raise self._error("found unknown directive name", start)
         self._skip_blanks()
         if self.s[self.pos] == "#":
-            end = _TO_BREAKZ.match(self.s, self.pos).end()
+            end = _end(_TO_BREAKZ, self.s, self.pos)
             self._skip_n(end - self.pos)
         if self.s[self.pos] not in _BREAKZ:
             raise self._error("did not find expected comment or line break", start)
@@ -787,12 +797,12 @@ class Scanner:
         return token
 
     def _skip_blanks(self) -> None:
-        n = _BLANKS.match(self.s, self.pos).end() - self.pos
+        n = _end(_BLANKS, self.s, self.pos) - self.pos
         self.pos += n
         self.col += n
 
     def _scan_alpha(self) -> str:
-        end = _ALPHA.match(self.s, self.pos).end()
+        end = _end(_ALPHA, self.s, self.pos)
         out = self.s[self.pos:end]
         if out:
             self._skip_n(end - self.pos)
@@ -866,7 +876,7 @@ class Scanner:
         has_tag = bool(head)
         s = self.s
         while True:
-            end = _URI.match(s, self.pos).end()
+            end = _end(_URI, s, self.pos)
             if end > self.pos:
                 out += s[self.pos:end]
                 self._skip_n(end - self.pos)
@@ -933,7 +943,7 @@ class Scanner:
         self._skip_blanks()
         if s[self.pos] == "#":
             self._scan_line_comment(start)
-            end = _TO_BREAKZ.match(s, self.pos).end()
+            end = _end(_TO_BREAKZ, s, self.pos)
             if end > self.pos:
                 self._skip_n(end - self.pos)
         if s[self.pos] not in _BREAKZ:
@@ -962,7 +972,7 @@ class Scanner:
             leading_break = ""
             out.append(trailing_breaks)
             leading_blank = s[self.pos] in " \t"
-            end = _TO_BREAKZ.match(s, self.pos).end()
+            end = _end(_TO_BREAKZ, s, self.pos)
             if end > self.pos:
                 out.append(s[self.pos:end])
                 if s[self.pos:end].strip(" \t"):

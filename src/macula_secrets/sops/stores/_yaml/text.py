@@ -15,7 +15,9 @@ __all__ = ["decode_text"]
 # Characters YAML forbids in a stream (go-yaml's reader rejects them). Written
 # as the forbidden set rather than the negation of the allowed one: a class
 # with huge ranges costs milliseconds to compile at start-up.
-_FORBIDDEN_ANY = LazyPattern("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+_FORBIDDEN_ANY = LazyPattern(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]"
+)
 
 def decode_text(data: bytes) -> str:
     """Decode YAML input as go-yaml does: UTF-8, or UTF-16 with a BOM.
