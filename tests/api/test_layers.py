@@ -1,0 +1,60 @@
+"""Imports point inward: the file format and key layers never import the shells."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "macula_secrets"
+INNER = ["sops", "keys", "_crypto.py", "_fs.py", "_lazyre.py", "errors.py"]
+SHELLS = ("macula_secrets.cli", "macula_secrets.server", "macula_secrets.integrations")
+# Modules an inner layer must not import at module level: they cost start-up
+# time on the decrypt path (see docs/design.md).
+HEAVY = {"pathlib", "datetime", "dataclasses", "hashlib", "hmac", "click", "rich", "yaml",
+         "ruamel", "subprocess", "shlex", "getpass", "json"}
+
+
+def _modules(entry: str) -> list[Path]:
+    p = SRC / entry
+    return sorted(p.rglob("*.py")) if p.is_dir() else [p]
+
+
+def _imports(path: Path, *, top_level_only: bool) -> set[str]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    out: set[str] = set()
+    package = ".".join(path.relative_to(SRC.parent).with_suffix("").parts[:-1])
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                out.add(".".join(base + ([node.module] if node.module else [])))
+            elif node.module:
+                out.add(node.module)
+    return out
+
+
+@pytest.mark.parametrize("path", [p for e in INNER for p in _modules(e)], ids=str)
+def test_inner_layers_do_not_import_shells(path: Path) -> None:
+    for name in _imports(path, top_level_only=False):
+        assert not name.startswith(SHELLS), f"{path} imports {name}"
+
+
+_DECRYPT_PATH = [
+    "sops/__init__.py", "sops/cipher.py", "sops/walk.py", "sops/document.py",
+    "sops/metadata.py", "sops/keygroups.py", "sops/tree.py", "sops/_gofmt.py",
+    "sops/stores/__init__.py", "sops/stores/yaml.py", "sops/stores/_yaml/fast.py",
+    "sops/stores/_yaml/fastemit.py", "sops/stores/_yaml/scalars.py",
+    "sops/stores/_yaml/resolve.py", "sops/stores/_yaml/nodes.py", "sops/stores/_yaml/text.py",
+    "keys/age.py", "keys/_discovery.py", "cli/__init__.py", "cli/filecmds.py",
+]
+
+
+@pytest.mark.parametrize("rel", _DECRYPT_PATH)
+def test_decrypt_path_stays_light(rel: str) -> None:
+    heavy = {n.split(".")[0] for n in _imports(SRC / rel, top_level_only=True)} & HEAVY
+    assert not heavy, f"{rel} imports {sorted(heavy)} at module level"
