@@ -26,6 +26,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
         keep = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         keep = mode
+    _remove_stale_temporaries(folder, name)
     fd = -1
     tmp = ""
     for attempt in range(100):
@@ -58,6 +59,32 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    """Delete temporary files a killed writer left behind (``kill -9`` mid-write).
+
+    Only files of our naming pattern whose writing process no longer exists
+    are removed; the target itself is never touched.
+    """
+    prefix = f".{name}.tmp"
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(prefix):
+            continue
+        pid_text = entry[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, entry))
+        except PermissionError:
+            continue  # alive, and someone else's
 
 
 def read_limited(path: str | os.PathLike[str], limit: int) -> bytes:

@@ -294,9 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_command_in(argv)).parse_args(argv)
-    if args.sops_exit_codes:
-        os.environ["MACULA_SOPS_EXIT_CODES"] = "1"
-    from .output import report
+    from .output import report, set_sops_codes
+
+    set_sops_codes(bool(args.sops_exit_codes))
 
     try:
         if args.run in ("exec-env", "exec-file"):
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return X.INTERRUPTED
     except BrokenPipeError:
         return X.ERROR
-    except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+    except Exception as exc:
         if os.environ.get("MACULA_DEBUG"):
             raise
         return report(exc)

@@ -17,7 +17,6 @@ import tempfile
 import threading
 
 from ..sops.tree import Branch, Comment
-from . import exitcodes as X
 from .filecmds import _decrypt, _formats, _name, _read, _store
 from .output import CommandError
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import AlreadyEncryptedError, ConfigError, FormatError, MaculaError, PathError
 from ..sops.stores import format_for_path, get_store
 from . import exitcodes as X
 from .output import CommandError, note
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MAX_INPUT = 64 * 1024 * 1024
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 def _identities() -> object:
     from ..keys._discovery import IdentitySources
 
-    return IdentitySources.from_environment(os.environ, Path.home())
+    return IdentitySources.from_environment(os.environ, os.path.expanduser("~"))
 
 
 def _read(path: str | None, *, what: str = "input") -> bytes:
@@ -75,11 +78,32 @@ def _config(args: argparse.Namespace) -> object:
     return load_config(find_config(env=env))
 
 
+def _stores_config(args: argparse.Namespace) -> object | None:
+    """The config, for its ``stores`` section only (read once per command).
+
+    sops applies ``stores`` indentation to every output, decrypt and in-place
+    edits included. A config whose creation rules we cannot use (pgp keys,
+    say) must not stop a decrypt, so errors here mean "no stores section".
+    """
+    cached = getattr(args, "_stores_config", False)
+    if cached is not False:
+        return cached
+    try:
+        config = _config(args)
+    except ConfigError:
+        config = None
+    args._stores_config = config
+    return config
+
+
 def _store(fmt: str, args: argparse.Namespace, config: object | None = None) -> object:
     indent = getattr(args, "indent", None)
-    if indent is None and config is not None:
-        key = "json_binary" if fmt == "binary" else fmt
-        indent = config.store_indent.get(key)  # type: ignore[attr-defined]
+    if indent is None:
+        if config is None:
+            config = _stores_config(args)
+        if config is not None:
+            key = "json_binary" if fmt == "binary" else fmt
+            indent = config.store_indent.get(key)  # type: ignore[attr-defined]
     return get_store(fmt, indent=indent)
 
 
@@ -128,8 +152,9 @@ def _encryption_settings(
 ) -> tuple[list[list[str]], int, tuple[str, str] | None, bool]:
     """Key groups, threshold, selection rule and mac_only from flags and .sops.yaml."""
     cli_keys = _recipients_from(getattr(args, "age", None) or os.environ.get("SOPS_AGE_RECIPIENTS"))
-    rule = config.rule_for(name or os.path.join(os.getcwd(), "stdin")) if name or \
-        config.has_rules else None  # type: ignore[attr-defined]
+    target = name or os.path.join(os.getcwd(), "stdin")
+    use_rules = bool(name) or config.has_rules  # type: ignore[attr-defined]
+    rule = config.rule_for(target) if use_rules else None  # type: ignore[attr-defined]
     if cli_keys:
         groups = [cli_keys]
     elif rule is not None and rule.key_groups:
@@ -145,7 +170,8 @@ def _encryption_settings(
     )
     cli_rule = _selection_rule(args)
     cfg_rule = rule.rule if rule is not None else None
-    if cli_rule and cfg_rule and cli_rule != cfg_rule:
+    # The same rule on both sides: the command line wins (as in sops).
+    if cli_rule and cfg_rule and cli_rule[0] != cfg_rule[0]:
         raise ConfigError(
             "cannot use more than one of encrypted_suffix, unencrypted_suffix, "
             "encrypted_regex, unencrypted_regex, encrypted_comment_regex, or "
@@ -158,7 +184,7 @@ def _encryption_settings(
 
 
 def _decrypt(args: argparse.Namespace, data: bytes, name: str, fmt: str,
-             *, ignore_mac: bool = False) -> object:
+             *, ignore_mac: bool = False, editable: bool = True) -> object:
     from ..sops.document import decrypt_bytes
 
     return decrypt_bytes(
@@ -168,6 +194,7 @@ def _decrypt(args: argparse.Namespace, data: bytes, name: str, fmt: str,
         ignore_mac=ignore_mac,
         name=name or "stdin",
         store=_store(fmt, args),  # type: ignore[arg-type]
+        editable=editable,
     )
 
 
@@ -182,7 +209,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     identity = age.generate_identity()
     public = identity.to_recipient().text
     if args.output:
-        age.write_identity_file(Path(args.output), identity)
+        age.write_identity_file(args.output, identity)
         sys.stderr.write(f"Public key: {public}\n")
         return X.OK
     text = age.format_identity_file(identity, created=datetime.now().astimezone())
@@ -231,6 +258,11 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
         mac_only_encrypted=mac_only,
         name=name or "stdin",
     )
+    # sops decides by the input store: binary input stores no rule, whatever
+    # the output format, and other input keeps its rule even as binary output.
+    doc.metadata.rule = None if fmt_in == "binary" else (
+        rule or ("unencrypted_suffix", "_unencrypted")
+    )
     out = doc.encrypt(_store(fmt_out, args, config))  # type: ignore[arg-type]
     _write(args, out, plaintext=False)
     return X.OK
@@ -244,14 +276,15 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     fmt_in, fmt_out = _formats(args, name)
     path = parse_path(args.extract) if args.extract else None
     data = _read(args.file)
-    doc = _decrypt(args, data, name, fmt_in, ignore_mac=args.ignore_mac)
+    doc = _decrypt(args, data, name, fmt_in, ignore_mac=args.ignore_mac, editable=False)
     store_out = _store(fmt_out, args)
-    if path is None:
-        out = store_out.emit_plain(doc.branches)  # type: ignore[attr-defined]
-    else:
+    value: object = None
+    if path is not None:
         value = get_path(doc.branches[0], path)  # type: ignore[attr-defined]
         if isinstance(value, Branch):
             doc.branches[0] = value  # type: ignore[attr-defined]
+    try:
+        if path is None or isinstance(value, Branch):
             out = store_out.emit_plain(doc.branches)  # type: ignore[attr-defined]
         elif isinstance(value, str):
             out = value.encode("utf-8")
@@ -259,6 +292,9 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
             out = value
         else:
             out = store_out.emit_value(value)  # type: ignore[attr-defined]
+    except FormatError as exc:
+        # The input was fine; it cannot be printed in the output format.
+        raise CommandError(str(exc), sops_code=X.SOPS_ERROR_DUMPING_TREE, hint=exc.hint) from None
     _write(args, out, plaintext=True)
     return X.OK
 
@@ -357,9 +393,12 @@ _EXAMPLES = {
             b'\t"example_key": "example_value",\n\t"example_array": [\n\t\t"example_value1",\n'
             b'\t\t"example_value2"\n\t],\n\t"example_number": 1234.56789,\n'
             b'\t"example_booleans": [\n\t\ttrue,\n\t\tfalse\n\t]\n}\n',
-    "dotenv": b"hello=Welcome to SOPS! Edit this file as you please!\nexample_key=example_value\n",
-    "ini": b"[Welcome!]\nhello = Welcome to SOPS! Edit this file as you please!\n",
-    "binary": b"Welcome to SOPS! Edit this file as you please!\n",
+    "dotenv": b"# This is an example file.\nhello=Welcome to SOPS! Edit this file as you please!\n"
+              b"example_key=example_value\nexample_multiline=foo\\nbar\\nbaz\n",
+    "ini": b"; This is an example file.\n[Welcome!]\n"
+           b"hello       = Welcome to SOPS! Edit this file as you please!\n"
+           b"example_key = example_value\n",
+    "binary": b"Welcome to SOPS! Edit this file as you please!",
 }
 
 
@@ -396,14 +435,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if os.path.exists(name):
         doc, _, _ = _open_for_change(args)
         plain = doc.plaintext(store)  # type: ignore[attr-defined]
-        new_file = False
     else:
         config = _config(args)
         groups, threshold, rule, mac_only = _encryption_settings(args, name, config)
         plain = _EXAMPLES[fmt]
         doc = encrypt_new(store.load_plain(plain), format=fmt, groups=groups,  # type: ignore[attr-defined]
                           threshold=threshold, rule=rule, mac_only_encrypted=mac_only, name=name)
-        new_file = True
     editor = _editor_argv()
     tmpdir = tempfile.mkdtemp(prefix="macula-edit-")
     try:
@@ -418,7 +455,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 raise CommandError(f"the editor exited with status {status}; nothing was saved")
             with open(tmp, "rb") as f:
                 edited = f.read()
-            if hashlib.sha256(edited).digest() == before and not new_file:
+            # As sops: an unchanged new file is not written either.
+            if hashlib.sha256(edited).digest() == before:
                 note("file has not changed, exiting")
                 return X.SOPS_FILE_NOT_MODIFIED if _sops_codes() else X.OK
             try:
@@ -461,6 +499,8 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 
 
 def _sops_files_under(root: Path) -> list[Path]:
+    from pathlib import Path
+
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in (".git",))
@@ -481,6 +521,8 @@ def _is_sops_file(path: Path, fmt: str) -> bool:
 
 
 def cmd_updatekeys(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     config = _config(args)
     if not config.has_rules:  # type: ignore[attr-defined]
         raise ConfigError("updatekeys needs a .sops.yaml with creation rules",
@@ -500,9 +542,12 @@ def cmd_updatekeys(args: argparse.Namespace) -> int:
         return X.OK
     progress = None
     if len(targets) > 5 and args.yes and sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import Progress
 
-        progress = Progress(transient=True)
+        # On stderr, the terminal we checked: rich's default console is stdout,
+        # which may be a pipe (the bar would then be lost and stdout polluted).
+        progress = Progress(console=Console(stderr=True), transient=True)
     failures = 0
     changed = 0
     if progress is not None:
@@ -537,7 +582,7 @@ def _updatekeys_one(args: argparse.Namespace, config: object, target: Path) -> b
     from ..sops.metadata import AgeKey
 
     fmt = args.input_type or format_for_path(str(target))
-    store = get_store(fmt)
+    store = _store(fmt, args, config)
     data = _read(str(target))
     enc, metadata = read_encrypted(data, store)  # type: ignore[arg-type]
     rule = config.rule_for(target)  # type: ignore[attr-defined]
@@ -555,7 +600,10 @@ def _updatekeys_one(args: argparse.Namespace, config: object, target: Path) -> b
     if current == new_groups and (len(new_groups) == 1 or threshold == metadata.shamir_threshold):
         note(f"file {target} already up to date")
         return False
-    lines = [f"The following changes will be made to the file's groups:"]
+    # Open the data key before showing the plan and asking: a change that
+    # cannot be made fails with one error line, not after a confirmation.
+    key = unwrap_data_key(metadata, _identities(), name=str(target))  # type: ignore[arg-type]
+    lines = ["The following changes will be made to the file's groups:"]
     for i in range(max(len(current), len(new_groups))):
         old = current[i] if i < len(current) else []
         new = new_groups[i] if i < len(new_groups) else []
@@ -573,11 +621,11 @@ def _updatekeys_one(args: argparse.Namespace, config: object, target: Path) -> b
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             note("no changes made")
             return False
-    key = unwrap_data_key(metadata, _identities(), name=str(target))  # type: ignore[arg-type]
     wrapped, recorded = wrap_data_key(key, new_groups, threshold=threshold)
     metadata.key_groups = wrapped
     metadata.shamir_threshold = recorded if len(new_groups) > 1 else threshold
-    atomic_write(target, store.emit_encrypted(enc, metadata.to_branch()), mode=0o644)
+    atomic_write(target, store.emit_encrypted(enc, metadata.to_branch()),  # type: ignore[attr-defined]
+                 mode=0o644)
     note(f"file {target} synchronized with new keys")
     return True
 

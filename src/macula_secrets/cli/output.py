@@ -56,8 +56,17 @@ def sops_code_for(exc: BaseException) -> int:
     return X.SOPS_GENERIC
 
 
+_SOPS_CODES_FLAG = False
+
+
+def set_sops_codes(on: bool) -> None:
+    """Use sops's exit statuses for this process (``--sops-exit-codes``)."""
+    global _SOPS_CODES_FLAG
+    _SOPS_CODES_FLAG = on
+
+
 def use_sops_codes() -> bool:
-    return os.environ.get("MACULA_SOPS_EXIT_CODES", "") not in ("", "0")
+    return _SOPS_CODES_FLAG or os.environ.get("MACULA_SOPS_EXIT_CODES", "") not in ("", "0")
 
 
 def report(exc: BaseException) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from ..errors import ConfigError
 from .document import SopsFile, decrypt_bytes, encrypt_new
@@ -44,7 +43,7 @@ def _unwrapper(identities: Identities) -> Unwrapper:
     if identities is None:
         from ..keys._discovery import IdentitySources
 
-        return IdentitySources.from_environment(os.environ, Path.home())
+        return IdentitySources.from_environment(os.environ, os.path.expanduser("~"))
     if isinstance(identities, (list, tuple)):
         from ..keys import age
 
@@ -56,7 +55,7 @@ def _unwrapper(identities: Identities) -> Unwrapper:
 
 
 def decrypt(
-    data: bytes, *, format: str = "yaml", identities: Identities = None,  # noqa: A002
+    data: bytes, *, format: str = "yaml", identities: Identities = None,
     ignore_mac: bool = False,
 ) -> SopsFile:
     """Decrypt the bytes of an encrypted file.
@@ -71,7 +70,7 @@ def decrypt(
 
 
 def open_file(
-    path: str | os.PathLike[str], *, format: str | None = None,  # noqa: A002
+    path: str | os.PathLike[str], *, format: str | None = None,
     identities: Identities = None, ignore_mac: bool = False,
 ) -> SopsFile:
     """Decrypt the file at ``path``; :meth:`SopsFile.save` writes it back.
@@ -90,7 +89,7 @@ def open_file(
 
 
 def load(
-    path: str | os.PathLike[str], *, format: str | None = None,  # noqa: A002
+    path: str | os.PathLike[str], *, format: str | None = None,
     identities: Identities = None,
 ) -> dict[str, object]:
     """Decrypt the file at ``path`` and return its first document as a plain dict."""
@@ -101,7 +100,7 @@ def encrypt(
     data: Mapping[str, object] | bytes,
     *,
     recipients: Sequence[str],
-    format: str = "yaml",  # noqa: A002
+    format: str = "yaml",
     threshold: int = 0,
     key_groups: Sequence[Sequence[str]] | None = None,
     rule: tuple[str, str] | None = None,
@@ -132,7 +131,7 @@ def encrypt_file(
     recipients: Sequence[str] | None = None,
     output: str | os.PathLike[str] | None = None,
     in_place: bool = False,
-    format: str | None = None,  # noqa: A002
+    format: str | None = None,
 ) -> bytes:
     """Encrypt the plaintext file at ``path``; recipients default to ``.sops.yaml``.
 

@@ -9,11 +9,10 @@ MAC and ``lastmodified``.
 
 from __future__ import annotations
 
-import hmac
 import os
-from datetime import datetime, timezone
 from typing import Final
 
+from .._crypto import constant_time_equal
 from ..errors import FormatError, IntegrityError, LimitError
 from .cipher import ValueCipher
 from .keygroups import Unwrapper, unwrap_data_key, wrap_data_key
@@ -29,7 +28,9 @@ DEFAULT_MAX_FILE_SIZE: Final = 64 * 1024 * 1024
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _check_size(data: bytes, limit: int) -> None:
@@ -61,7 +62,7 @@ class SopsFile:
         metadata: Metadata,
         cipher: ValueCipher,
         *,
-        format: str,  # noqa: A002 - the sops term
+        format: str,
         name: str = "file",
         path: str | None = None,
     ) -> None:
@@ -99,8 +100,7 @@ class SopsFile:
     def to_dict(self) -> dict[str, object]:
         """The first document as plain Python data (comments dropped)."""
         out = to_python(self.branches[0])
-        assert isinstance(out, dict)
-        return out
+        return out if isinstance(out, dict) else {}
 
     def save(self, path: str | None = None) -> None:
         """Encrypt and write atomically to ``path`` (default: where it was read from)."""
@@ -125,9 +125,10 @@ class SopsFile:
         enc, mac_hex = encrypt_branches(self.branches, self._cipher, self.metadata)
         self.metadata.lastmodified = now or _now()
         self.metadata.mac = self._cipher.encrypt(mac_hex, self.metadata.mac_aad())
-        if self.format == "binary":
-            # sops 3.11 ignores selection rules for binary files and writes none.
-            self.metadata.rule = None
+        # No special case for binary files: sops 3.11 omits the selection rule
+        # only when it first encrypts binary input (see encrypt_new); its
+        # set/rotate/edit write the rule read from the file (the default
+        # unencrypted_suffix when none is stored), and so do we.
         return store.emit_encrypted(enc, self.metadata.to_branch())
 
     def plaintext(self, store: Store | None = None) -> bytes:
@@ -185,12 +186,13 @@ def _age_groups(groups: list[list[MasterKey]], name: str) -> list[list[str]]:
 def decrypt_bytes(
     data: bytes,
     *,
-    format: str,  # noqa: A002
+    format: str,
     unwrapper: Unwrapper,
     ignore_mac: bool = False,
     name: str = "file",
     max_size: int = DEFAULT_MAX_FILE_SIZE,
     store: Store | None = None,
+    editable: bool = True,
 ) -> SopsFile:
     """Decrypt an encrypted file's bytes.
 
@@ -202,7 +204,9 @@ def decrypt_bytes(
     store = store or get_store(format)
     enc, metadata = read_encrypted(data, store, max_size=max_size)
     key = unwrap_data_key(metadata, unwrapper, name=name)
-    cipher = ValueCipher(key)
+    # ``editable`` keeps each value's IV so that re-encrypting reproduces
+    # unchanged ciphertext; a read-only decrypt does not need it.
+    cipher = ValueCipher(key, remember_ivs=editable)
     branches, computed = decrypt_branches(enc, cipher, metadata)
     if not ignore_mac:
         verify_mac(metadata, cipher, computed, name=name)
@@ -219,7 +223,7 @@ def verify_mac(metadata: Metadata, cipher: ValueCipher, computed: str, *, name: 
         raise IntegrityError(
             f"cannot decrypt the MAC of {name}: the MAC or lastmodified was changed"
         ) from None
-    if not isinstance(stored, str) or not hmac.compare_digest(
+    if not isinstance(stored, str) or not constant_time_equal(
         stored.encode("utf-8", "surrogateescape"), computed.encode("ascii")
     ):
         raise IntegrityError(
@@ -230,7 +234,7 @@ def verify_mac(metadata: Metadata, cipher: ValueCipher, computed: str, *, name: 
 def encrypt_new(
     branches: list[Branch],
     *,
-    format: str,  # noqa: A002
+    format: str,
     groups: list[list[str]],
     threshold: int = 0,
     rule: tuple[str, str] | None = None,
@@ -251,7 +255,10 @@ def encrypt_new(
         version=SOPS_VERSION,
     )
     if format == "binary":
-        # sops 3.11 ignores selection rules for binary files and stores none.
+        # sops 3.11 ignores selection rules for binary input and stores none.
+        # ``format`` is the output format here: a caller converting binary
+        # input to another format, or another format to binary output, sets
+        # ``metadata.rule`` itself (sops decides by the input store).
         metadata.rule = None
     return SopsFile(branches, metadata, ValueCipher(key), format=format, name=name)
 
@@ -289,4 +296,4 @@ def _from_python(value: object) -> object:
 
 def mac_matches(a: str, b: str) -> bool:
     """Constant-time comparison of two MAC strings."""
-    return hmac.compare_digest(a.encode(), b.encode())
+    return constant_time_equal(a.encode(), b.encode())

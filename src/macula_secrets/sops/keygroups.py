@@ -19,11 +19,12 @@ from ..errors import (
     FormatError,
     IntegrityError,
     KeySourceError,
+    LimitError,
     NoMatchingKeyError,
     ThresholdError,
 )
 from ..keys import shamir
-from .metadata import AgeKey, ForeignKey, MasterKey, Metadata
+from .metadata import MAX_KEY_GROUPS, MAX_KEYS_PER_FILE, AgeKey, ForeignKey, MasterKey, Metadata
 
 __all__ = ["IdentityList", "Unwrapper", "unwrap_data_key", "wrap_data_key"]
 
@@ -72,6 +73,12 @@ def wrap_data_key(
         raise ConfigError("no recipients: give --age or a .sops.yaml creation rule")
     if any(not g for g in groups):
         raise ConfigError("empty key group provided")
+    # Never write a file that Metadata.from_branch would refuse to read back.
+    if len(groups) > MAX_KEY_GROUPS:
+        raise LimitError(f"{len(groups)} key groups is more than the limit of {MAX_KEY_GROUPS}")
+    total = sum(len(g) for g in groups)
+    if total > MAX_KEYS_PER_FILE:
+        raise LimitError(f"{total} recipients is more than the limit of {MAX_KEYS_PER_FILE}")
     if len(groups) == 1:
         parts = [data_key]
         recorded = threshold
@@ -103,6 +110,10 @@ def _group_part(group: list[MasterKey], unwrapper: Unwrapper) -> tuple[bytes | N
         except NoMatchingKeyError as exc:
             errors.append(f"{key.recipient}: {exc}")
             errors.extend(f"{key.recipient}: {e}" for e in exc.errors)
+        except LimitError:
+            # A hostile enc (too large, too many stanzas) is reported as what it
+            # is, not folded into "no identity matches".
+            raise
         except (FormatError, IntegrityError, KeySourceError) as exc:
             errors.append(f"{key.recipient}: {exc}")
     return None, errors
@@ -131,12 +142,14 @@ def unwrap_data_key(metadata: Metadata, unwrapper: Unwrapper, *, name: str = "fi
         threshold = metadata.shamir_threshold or len(groups)
         if len(parts) < threshold:
             if not parts:
-                raise NoMatchingKeyError(
+                err = NoMatchingKeyError(
                     f"no identity matches {name} (encrypted to {len(recipients)} "
-                    f"recipients in {len(groups)} key groups)",
+                    f"recipients in {len(groups)} key groups: {_list(recipients)})",
                     recipients=recipients,
                     errors=errors,
                 )
+                err.hint = "set SOPS_AGE_KEY_FILE to a file holding one of those identities"
+                raise err
             raise ThresholdError(
                 f"{name} was encrypted with a Shamir threshold of {threshold}, but only "
                 f"{len(parts)} key group(s) could be opened",
@@ -152,7 +165,7 @@ def unwrap_data_key(metadata: Metadata, unwrapper: Unwrapper, *, name: str = "fi
             kinds = "recipient" if len(recipients) == 1 else "recipients"
             err = NoMatchingKeyError(
                 f"no identity matches {name} (encrypted to {len(recipients)} {kinds}: "
-                f"{', '.join(recipients)})",
+                f"{_list(recipients)})",
                 recipients=recipients,
                 errors=errors,
             )
@@ -162,3 +175,10 @@ def unwrap_data_key(metadata: Metadata, unwrapper: Unwrapper, *, name: str = "fi
     if len(key) != 32:
         raise DecryptionError(f"the data key of {name} is not 32 bytes")
     return key
+
+
+def _list(recipients: list[str], most: int = 10) -> str:
+    """Recipients for a one-line message: all of them, or the first ``most``."""
+    shown = ", ".join(recipients[:most])
+    more = len(recipients) - most
+    return f"{shown} and {more} more" if more > 0 else shown

@@ -324,7 +324,35 @@ def _opt_str(fields: dict[str, object], name: str) -> str:
     return v
 
 
+_SEMVER_IDENT_CHARS: Final = frozenset(
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-"
+)
+
+
 def _is_semver(v: str) -> bool:
-    core = v.split("-", 1)[0].split("+", 1)[0]
+    """Whether sops 3.11 accepts ``v`` (blang/semver rules, an optional leading ``v``).
+
+    No regular expression: this runs on every decrypt, and compiling one
+    costs more start-up time than the check itself.
+    """
+    if v[:1] == "v":
+        v = v[1:]
+    v, plus, build = v.partition("+")
+    if plus and not _semver_identifiers(build, numeric=False):
+        return False
+    core, dash, pre = v.partition("-")
+    if dash and not _semver_identifiers(pre, numeric=True):
+        return False
     parts = core.split(".")
-    return len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts)
+    return len(parts) == 3 and all(
+        p.isascii() and p.isdigit() and (p == "0" or p[0] != "0") for p in parts
+    )
+
+
+def _semver_identifiers(text: str, *, numeric: bool) -> bool:
+    for part in text.split("."):
+        if not part or not _SEMVER_IDENT_CHARS.issuperset(part):
+            return False
+        if numeric and part.isdigit() and len(part) > 1 and part[0] == "0":
+            return False
+    return True

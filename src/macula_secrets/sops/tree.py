@@ -110,7 +110,23 @@ class Branch(list[tuple[object, object]]):
         return [k for k, _ in self if k.__class__ is str]
 
     def __repr__(self) -> str:
-        return f"Branch({list.__repr__(self)})"
+        # Keys are clear in SOPS files; values may be secrets, so only their
+        # types are shown.
+        items = ", ".join(
+            "#" if k.__class__ is Comment else f"{k!r}: {_shape(v)}" for k, v in self
+        )
+        return f"Branch({{{items}}})"
+
+
+def _shape(value: object) -> str:
+    """A value's kind without its content (for reprs)."""
+    if isinstance(value, Branch):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_shape(v) for v in value) + "]"
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    return f"<{type(value).__name__}>"
 
 
 def iter_items(branch: Branch) -> Iterator[tuple[str, object]]:
