@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from typing import Final
 
 __all__ = [
+    "MACULA_DEBUG",
+    "MACULA_MAX_INPUT_SIZE",
+    "MACULA_SOPS_EXIT_CODES",
     "SOPS_AGE_KEY",
     "SOPS_AGE_KEY_CMD",
     "SOPS_AGE_KEY_FILE",
@@ -65,3 +68,16 @@ XDG_CONFIG_HOME: Final = "XDG_CONFIG_HOME"
 When unset or empty, ``~/.config`` is used; a relative path is an error, as
 in Go's ``os.UserConfigDir``.
 """
+
+MACULA_MAX_INPUT_SIZE: Final = "MACULA_MAX_INPUT_SIZE"
+"""Largest file (bytes) the command line reads; default 64 MiB.
+
+A guard against hostile or mistaken input (a log file passed instead of a
+secrets file); raise it for unusually large binary secrets.
+"""
+
+MACULA_SOPS_EXIT_CODES: Final = "MACULA_SOPS_EXIT_CODES"
+"""Set to ``1`` to exit with sops's status numbers (as ``--sops-exit-codes``)."""
+
+MACULA_DEBUG: Final = "MACULA_DEBUG"
+"""Set to show Python tracebacks instead of one-line errors (for bug reports)."""

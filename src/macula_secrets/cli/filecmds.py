@@ -13,7 +13,14 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from ..errors import AlreadyEncryptedError, ConfigError, FormatError, MaculaError, PathError
+from ..errors import (
+    AlreadyEncryptedError,
+    ConfigError,
+    FormatError,
+    LimitError,
+    MaculaError,
+    PathError,
+)
 from ..sops.stores import format_for_path, get_store
 from . import exitcodes as X
 from .output import CommandError, note
@@ -22,6 +29,21 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 MAX_INPUT = 64 * 1024 * 1024
+
+
+def _max_input() -> int:
+    """The input size limit: ``MACULA_MAX_INPUT_SIZE`` if set, else ``MAX_INPUT``."""
+    raw = os.environ.get("MACULA_MAX_INPUT_SIZE", "")
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise CommandError(
+                f"MACULA_MAX_INPUT_SIZE is not a number of bytes: {raw!r}"
+            ) from None
+        if value > 0:
+            return value
+    return MAX_INPUT
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,13 +61,17 @@ def _identities() -> object:
 
 
 def _read(path: str | None, *, what: str = "input") -> bytes:
+    limit = _max_input()
     if path is None or path == "-":
-        data = sys.stdin.buffer.read(MAX_INPUT + 1)
+        data = sys.stdin.buffer.read(limit + 1)
     else:
         with open(path, "rb") as f:
-            data = f.read(MAX_INPUT + 1)
-    if len(data) > MAX_INPUT:
-        raise FormatError(f"{what} is larger than {MAX_INPUT} bytes")
+            data = f.read(limit + 1)
+    if len(data) > limit:
+        raise LimitError(
+            f"{what} is larger than {limit} bytes",
+            hint="set MACULA_MAX_INPUT_SIZE to allow larger files",
+        )
     return data
 
 
