@@ -58,3 +58,39 @@ _DECRYPT_PATH = [
 def test_decrypt_path_stays_light(rel: str) -> None:
     heavy = {n.split(".")[0] for n in _imports(SRC / rel, top_level_only=True)} & HEAVY
     assert not heavy, f"{rel} imports {sorted(heavy)} at module level"
+
+
+def test_decrypt_imports_no_heavy_module(tmp_path: Path, age_key_file: Path) -> None:
+    """What `macula-secrets decrypt` loads, measured in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    from macula_secrets import sops
+    from tests.conftest import TEST_AGE_PUBLIC
+
+    enc = tmp_path / "s.yaml"
+    enc.write_bytes(sops.encrypt({"a": "b"}, recipients=[TEST_AGE_PUBLIC]))
+    code = (
+        "import sys, io\n"
+        "from macula_secrets.cli import main\n"
+        "out = io.StringIO(); real = sys.stdout\n"
+        "class W:\n"
+        "    buffer = io.BytesIO()\n"
+        "    def write(self, s): pass\n"
+        "    def flush(self): pass\n"
+        "sys.stdout = W()\n"
+        f"rc = main(['decrypt', {str(enc)!r}])\n"
+        "sys.stdout = real\n"
+        "print(rc, ' '.join(sorted(sys.modules)))\n"
+    )
+    env = {"SOPS_AGE_KEY_FILE": str(age_key_file), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True)
+    rc, modules = proc.stdout.split(" ", 1)
+    assert rc == "0"
+    loaded = set(modules.split())
+    unwanted = {"shutil", "pathlib", "datetime", "dataclasses", "hashlib", "hmac", "click",
+                "rich", "yaml", "subprocess", "json", "tempfile", "bz2", "lzma",
+                "macula_secrets.sops.stores._yaml.parser",
+                "macula_secrets.sops.stores._yaml.emitter"}
+    assert not loaded & unwanted, sorted(loaded & unwanted)

@@ -122,8 +122,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     def cmd(name: str, help_: str, description: str) -> argparse.ArgumentParser:
         if command is not None and name != command:
-            # Listed for --help and to reject typos, but not built.
-            return _Stub(sub.add_parser(name, help=help_))  # type: ignore[return-value]
+            # A known command was named: the others are not needed at all
+            # (an unknown word gets the full parser and its list of choices).
+            return _Stub(None)  # type: ignore[return-value]
         return sub.add_parser(name, help=help_, description=description,
                               formatter_class=_Formatter)
 
@@ -259,7 +260,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 class _Stub:
     """Stands in for a subparser that is not selected: accepts and drops definitions."""
 
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
+    def __init__(self, parser: argparse.ArgumentParser | None) -> None:
         self._parser = parser
 
     def add_argument(self, *args: object, **kwargs: object) -> None:
@@ -269,7 +270,14 @@ class _Stub:
         return self
 
     def set_defaults(self, **kwargs: object) -> None:
-        self._parser.set_defaults(**kwargs)
+        if self._parser is not None:
+            self._parser.set_defaults(**kwargs)
+
+
+_COMMANDS = frozenset((
+    "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
+    "filestatus", "exec-env", "exec-file",
+))
 
 
 def _command_in(argv: Sequence[str]) -> str | None:
@@ -293,7 +301,8 @@ def _command_in(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(_command_in(argv)).parse_args(argv)
+    command = _command_in(argv)
+    args = build_parser(command if command in _COMMANDS else None).parse_args(argv)
     from .output import report, set_sops_codes
 
     set_sops_codes(bool(args.sops_exit_codes))
