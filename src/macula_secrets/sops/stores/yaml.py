@@ -276,7 +276,7 @@ class _TreeReader:
         if kind == P.ALIAS:
             target = _target(node)
             if id(target) in self.expanding:
-                raise FormatError(f"yaml: alias *{node.value} refers to itself")
+                raise FormatError(f"yaml: line {node.line}: an alias refers to itself")
             self.expanding.add(id(target))
             self.alias_depth += 1
             try:
@@ -290,7 +290,7 @@ class _TreeReader:
 def _target(alias: Node) -> Node:
     """The node an alias names (the parser guarantees there is one)."""
     if alias.alias is None:
-        raise FormatError(f"yaml: unknown anchor '{alias.value}' referenced")
+        raise FormatError(f"yaml: line {alias.line}: unknown anchor referenced")
     return alias.alias
 
 
@@ -347,11 +347,35 @@ def _check_unique_keys(node: Node, depth: int) -> None:
                         f"at line {seen[ident]}"
                     )
                 seen[ident] = k.line
+        for i in range(0, len(content) - 1, 2):
+            if _is_merge(content[i]):
+                _check_merge_value(content[i + 1])
         for child in content[1::2]:
             _check_unique_keys(child, depth + 1)
     elif node.kind == P.SEQUENCE:
         for child in node.content:
             _check_unique_keys(child, depth + 1)
+
+
+def _is_merge(key: Node) -> bool:
+    """A ``<<`` merge key as go-yaml recognises it (plain, or tagged ``!!merge``)."""
+    return key.kind == P.SCALAR and key.value == "<<" and (
+        key.tag in ("", "!") or short_tag(key.tag) == "!!merge"
+    )
+
+
+def _check_merge_value(value: Node) -> None:
+    """go-yaml's decoder refuses a merge whose value is not a map or a list of maps."""
+    def is_map(n: Node) -> bool:
+        if n.kind == P.ALIAS:
+            return n.alias is None or n.alias.kind == P.MAPPING
+        return n.kind == P.MAPPING
+
+    ok = is_map(value) or (
+        value.kind == P.SEQUENCE and all(is_map(item) for item in value.content)
+    )
+    if not ok:
+        raise FormatError("yaml: map merge requires map or sequence of maps as the value")
 
 
 # -- tree -> nodes ---------------------------------------------------------------------

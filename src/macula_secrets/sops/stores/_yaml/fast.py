@@ -141,6 +141,8 @@ class _Reader:
             else:
                 if raw_key != raw_key.rstrip(" "):
                     raise _DeclinedError
+                if raw_key == "<<":
+                    raise _DeclinedError  # a merge key: the full reader checks its value
                 key = _plain(raw_key)
                 ident = "p" + raw_key
             # go-yaml compares keys by their text; keep it simple and let the

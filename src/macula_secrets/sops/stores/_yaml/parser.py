@@ -649,7 +649,11 @@ class Parser(Scanner):
         n = self._node(ALIAS, "", "", event.anchor, event)
         target = self.anchors.get(n.value)
         if target is None:
-            raise self._error(f"unknown anchor '{n.value}' referenced", event.start)
+            raise self._error(
+                "unknown anchor referenced (an unquoted value starting with '*' is an alias;"
+                " quote it)",
+                event.start,
+            )
         n.alias = target
         self._expect(ALIAS_EVENT)
         return n

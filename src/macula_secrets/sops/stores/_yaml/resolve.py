@@ -137,7 +137,8 @@ def resolve(tag: str, text: str) -> tuple[str, object]:
         return rtag, out
     if tag == FLOAT and rtag == INT and isinstance(out, int):
         return FLOAT, float(out)
-    raise FormatError(f"yaml: cannot decode {rtag} `{text[:20]}` as a {tag}")
+    # The value itself is not quoted: it may be a secret.
+    raise FormatError(f"yaml: cannot decode a {rtag} value as a {tag}")
 
 
 def _resolve(tag: str, text: str) -> tuple[str, object]:
