@@ -14,7 +14,7 @@ import contextlib
 import os
 import stat
 
-__all__ = ["atomic_write", "read_limited"]
+__all__ = ["atomic_write"]
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
@@ -85,15 +85,3 @@ def _remove_stale_temporaries(folder: str, name: str) -> None:
                 os.unlink(os.path.join(folder, entry))
         except PermissionError:
             continue  # alive, and someone else's
-
-
-def read_limited(path: str | os.PathLike[str], limit: int) -> bytes:
-    """Read a whole file, refusing one larger than ``limit`` bytes.
-
-    Raises ``OSError`` as ``open`` does, and ``ValueError`` past the limit.
-    """
-    with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path} is larger than {limit} bytes")
-    return data

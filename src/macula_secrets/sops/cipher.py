@@ -30,7 +30,7 @@ from ..errors import FormatError, IntegrityError
 from ._gofmt import format_float_f, normalize_rfc3339, parse_go_float, parse_go_int
 from .tree import Comment, Timestamp
 
-__all__ = ["ENC_PREFIX", "IV_SIZE", "ValueCipher", "is_encrypted_value", "to_bytes"]
+__all__ = ["ENC_PREFIX", "IV_SIZE", "ValueCipher", "to_bytes"]
 
 ENC_PREFIX: Final = "ENC[AES256_GCM,"
 IV_SIZE: Final = 32
@@ -70,11 +70,6 @@ def _split_enc(text: str) -> tuple[str, str, str, str] | None:
     if iv[:3] != "iv:" or tag[:4] != "tag:" or typ[:5] != "type:":
         return None
     return data, iv[3:], tag[4:], typ[5:]
-
-
-def is_encrypted_value(value: object) -> bool:
-    """Tell whether ``value`` looks like an ``ENC[AES256_GCM,...]`` string."""
-    return isinstance(value, str) and value.startswith(ENC_PREFIX)
 
 
 def to_bytes(value: object) -> bytes:

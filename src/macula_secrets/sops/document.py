@@ -292,8 +292,3 @@ def _from_python(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [_from_python(v) for v in value]
     return value
-
-
-def mac_matches(a: str, b: str) -> bool:
-    """Constant-time comparison of two MAC strings."""
-    return constant_time_equal(a.encode(), b.encode())

@@ -10,9 +10,9 @@ maps and lists on the way); an index past the end appends.
 from __future__ import annotations
 
 from ..errors import PathError
-from .tree import Branch, Comment
+from .tree import Branch
 
-__all__ = ["Path", "format_path", "get_path", "parse_path", "set_path", "unset_path"]
+__all__ = ["Path", "get_path", "parse_path", "set_path", "unset_path"]
 
 Path = list[str | int]
 
@@ -46,16 +46,6 @@ def parse_path(text: str) -> Path:
             if out[-1] < 0:  # type: ignore[operator]
                 raise PathError(f"invalid tree path: negative index {body}")
     return out
-
-
-def format_path(path: Path) -> str:
-    """The inverse of :func:`parse_path` (for messages; keys are not secret)."""
-    return "".join(f'["{p}"]' if isinstance(p, str) else f"[{p}]" for p in path)
-
-
-def _items(seq: list[object]) -> list[int]:
-    """Positions of the non-comment items of a list."""
-    return [i for i, v in enumerate(seq) if v.__class__ is not Comment]
 
 
 def get_path(branch: Branch, path: Path) -> object:

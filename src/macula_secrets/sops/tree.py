@@ -18,7 +18,6 @@ walks them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Final, TypeAlias
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "Scalar",
     "Timestamp",
     "Value",
-    "iter_items",
 ]
 
 METADATA_KEY: Final = "sops"
@@ -127,10 +125,3 @@ def _shape(value: object) -> str:
     if value is None or isinstance(value, bool):
         return repr(value)
     return f"<{type(value).__name__}>"
-
-
-def iter_items(branch: Branch) -> Iterator[tuple[str, object]]:
-    """Yield ``(key, value)`` for every non-comment item of ``branch``."""
-    for k, v in branch:
-        if k.__class__ is str:
-            yield k, v
