@@ -145,10 +145,15 @@ class ValueCipher:
         """The 32-byte data key (to wrap it for recipients). Handle with care."""
         return self._key
 
-    def encrypt(self, value: object, aad: str) -> str:
-        """Encrypt a scalar or comment; empty strings and comments stay empty."""
+    def encrypt(self, value: object, aad: str, *, plain: bytes | None = None) -> str:
+        """Encrypt a scalar or comment; empty strings and comments stay empty.
+
+        ``plain`` is ``to_bytes(value)`` when the caller already has it (the
+        tree walk computes it for the MAC).
+        """
         typ = _type_of(value)
-        plain = to_bytes(value)
+        if plain is None:
+            plain = to_bytes(value)
         if not plain and typ in ("str", "comment"):
             return ""
         key = (typ, value.value if typ == "comment" else value, aad)  # type: ignore[attr-defined]

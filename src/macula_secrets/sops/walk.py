@@ -186,11 +186,13 @@ class _Walk:
         else:
             encrypted = self._should_encrypt(hit, is_comment)
         if self.encrypting:
+            plain = None
             if (not self.mac_only or encrypted) and not is_comment:
-                self.mac_parts.append(to_bytes(value))
+                plain = to_bytes(value)
+                self.mac_parts.append(plain)
             if not encrypted:
                 return value
-            out = self.cipher.encrypt(value, aad)
+            out = self.cipher.encrypt(value, aad, plain=plain)
             regex = self.rules.regex
             if (
                 is_comment
