@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 __all__ = [
     "MACULA_DEBUG",
     "MACULA_MAX_INPUT_SIZE",
+    "MACULA_SECRETS_CONFIG",
+    "MACULA_SECRETS_DIR",
+    "MACULA_SECRETS_HOME",
+    "MACULA_SECRETS_MAX_VALUE_SIZE",
+    "MACULA_SECRETS_SOURCE",
+    "MACULA_SECRETS_TENANT",
     "MACULA_SOPS_EXIT_CODES",
     "SOPS_AGE_KEY",
     "SOPS_AGE_KEY_CMD",
@@ -25,6 +31,7 @@ __all__ = [
     "SOPS_AGE_RECIPIENTS",
     "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
     "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
 ]
 
 SOPS_AGE_KEY: Final = "SOPS_AGE_KEY"
@@ -81,3 +88,32 @@ MACULA_SOPS_EXIT_CODES: Final = "MACULA_SOPS_EXIT_CODES"
 
 MACULA_DEBUG: Final = "MACULA_DEBUG"
 """Set to show Python tracebacks instead of one-line errors (for bug reports)."""
+
+MACULA_SECRETS_HOME: Final = "MACULA_SECRETS_HOME"
+"""Folder holding the master key, ``store.db`` and ``audit.log``.
+
+Default: ``$XDG_DATA_HOME/macula-secrets``, else ``~/.local/share/macula-secrets``.
+Overrides ``home`` in the configuration file.
+"""
+
+MACULA_SECRETS_CONFIG: Final = "MACULA_SECRETS_CONFIG"
+"""Path of the TOML configuration file; when unset, ``./macula-secrets.toml``
+and then ``<home>/config.toml`` are tried. No file at all is fine."""
+
+MACULA_SECRETS_DIR: Final = "MACULA_SECRETS_DIR"
+"""The GitOps secrets folder (``<app>.enc.yaml`` files); overrides ``secrets_dir``.
+
+Default: ``./secrets`` when that folder exists, else no sops source.
+"""
+
+MACULA_SECRETS_SOURCE: Final = "MACULA_SECRETS_SOURCE"
+"""Source backend behind the store: ``sops`` or ``none``; overrides ``source``."""
+
+MACULA_SECRETS_TENANT: Final = "MACULA_SECRETS_TENANT"
+"""Tenant used when none is named (default ``default``); overrides ``tenant``."""
+
+MACULA_SECRETS_MAX_VALUE_SIZE: Final = "MACULA_SECRETS_MAX_VALUE_SIZE"
+"""Largest secret value in bytes (default 1 MiB); overrides ``max_value_size``."""
+
+XDG_DATA_HOME: Final = "XDG_DATA_HOME"
+"""Base of the default home, ``$XDG_DATA_HOME/macula-secrets``."""

@@ -1,0 +1,386 @@
+"""``Secrets``: the one API applications read secrets through.
+
+Reads go to the node's runtime store first and then to the configured source
+(the sops files of the GitOps folder), and what the source had is kept in
+the store. Writes go to the source first, then the store, under the store's
+write lock. Version history, rollback, soft delete and destroy are the
+store's (sops files have no versions; git has them).
+
+Example::
+
+    from macula_secrets import Secrets
+
+    with Secrets.open() as secrets:                  # config from file/env, else defaults
+        url = secrets.require("console", "database_url")
+        version = secrets.put("console", "stripe_key", "sk_live_...")
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from ._config import Config, load_config
+from .errors import NotFoundError
+from .keys.master import MasterKeyFile
+from .localstore.store import ABSENT, DELETED, LocalStore
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .backends.sops import SopsBackend
+    from .records import SyncReport, VersionInfo
+
+__all__ = ["Secrets", "Subscription"]
+
+Callback = Callable[[str, str, int], None]
+"""``callback(app, key, version)``: called after a change to a key is committed."""
+
+
+class Secrets:
+    """Secrets of one tenant: the runtime store with a source behind it. Thread-safe.
+
+    Make one with :meth:`open`; :meth:`with_tenant` gives a view of another
+    tenant over the same store. Values are ``str``.
+    """
+
+    def __init__(self, store: LocalStore, *, source: SopsBackend | None = None,
+                 tenant: str = "default", config: Config | None = None,
+                 _parent: Secrets | None = None) -> None:
+        from ._names import check_name
+
+        self._store = store
+        self._source = source
+        self.tenant = check_name("tenant", tenant)
+        self.config = config
+        self._parent = _parent
+        self._subscriptions: list[Subscription] = []
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        secrets_dir: str | os.PathLike[str] | None = None,
+        source: str | None = None,
+        tenant: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Secrets:
+        """Open the node's store (creating it and its master key on first use).
+
+        Arguments override the environment (``MACULA_SECRETS_HOME``,
+        ``MACULA_SECRETS_DIR``, ``MACULA_SECRETS_SOURCE``,
+        ``MACULA_SECRETS_TENANT``), which overrides the TOML configuration.
+
+        Raises:
+            ConfigError: the configuration is invalid.
+            KeySourceError: the master key cannot be read or does not fit the store.
+            LockedError: the store exists but its master key is missing.
+        """
+        environ = os.environ if env is None else env
+        cfg = load_config(environ, home=os.fspath(home) if home is not None else None,
+                          secrets_dir=os.fspath(secrets_dir) if secrets_dir is not None
+                          else None, source=source, tenant=tenant)
+        store = LocalStore(cfg.store_path, MasterKeyFile(cfg.master_key_path),
+                           max_versions=cfg.max_versions, max_value_size=cfg.max_value_size)
+        try:
+            for app, limit in cfg.app_max_versions.items():
+                if store.get_max_versions(cfg.tenant, app) != limit:
+                    store.set_max_versions(cfg.tenant, app, limit)
+            backend = None
+            if cfg.source == "sops" and cfg.secrets_dir is not None:
+                from .backends.sops import SopsBackend
+
+                source_env = dict(environ)
+                if cfg.age_key_file:
+                    source_env["SOPS_AGE_KEY_FILE"] = cfg.age_key_file
+                backend = SopsBackend(cfg.secrets_dir, tenant=cfg.tenant, env=source_env)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, source=backend, tenant=cfg.tenant, config=cfg)
+
+    def with_tenant(self, tenant: str) -> Secrets:
+        """The same store seen as another tenant (its own data keys and names)."""
+        source = None
+        if self._source is not None:
+            from .backends.sops import SopsBackend
+
+            root = self.config.secrets_dir if self.config else None
+            source = SopsBackend(root or self._source.folder, tenant=tenant,
+                                 identities=self._source._identities)
+        return Secrets(self._store, source=source, tenant=tenant, config=self.config,
+                       _parent=self)
+
+    def __repr__(self) -> str:
+        return f"Secrets({self._store.path!r}, tenant={self.tenant!r})"
+
+    def __enter__(self) -> Secrets:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def store(self) -> LocalStore:
+        """The runtime store (internal API: may change)."""
+        return self._store
+
+    @property
+    def source(self) -> SopsBackend | None:
+        """The source backend, or ``None`` when the store stands alone."""
+        return self._source
+
+    # -- reads ---------------------------------------------------------------------
+
+    def get(self, app: str, key: str, default: str | None = None, *,
+            version: int | None = None) -> str | None:
+        """The value of ``key`` (latest, or ``version``), or ``default`` when there is none.
+
+        A deleted or destroyed version reads as absent.
+
+        Raises:
+            ConfigError: ``app`` or ``key`` is not a valid name.
+            IntegrityError: the stored ciphertext was tampered with.
+        """
+        if version is None:
+            hit = self._store.lookup(self.tenant, app, key)
+            if hit.__class__ is str:
+                return hit
+            if hit is DELETED:
+                return default
+            value = self._from_source(app, key)
+            return default if value is None else value
+        try:
+            old = self._store.read_version(self.tenant, app, key, version)[1]
+        except NotFoundError:
+            return default
+        return default if old is None else old
+
+    def _from_source(self, app: str, key: str) -> str | None:
+        if self._source is None:
+            return None
+        value = self._source.get(app, key)
+        if value is not None:
+            from .errors import ConflictError
+
+            # Another process may have cached it first: the value is the same file's.
+            with contextlib.suppress(ConflictError):
+                self._store.put(self.tenant, app, key, value, cas=0, origin=self._source.name)
+        return value
+
+    def require(self, app: str, key: str, *, version: int | None = None) -> str:
+        """The value of ``key``; ``NotFoundError`` naming app, key and where it looked."""
+        value = self.get(app, key, version=version)
+        if value is None:
+            where = [f"the store {self._store.path}"]
+            if self._source is not None:
+                where.append(f"the secrets folder {self._source.folder}")
+            what = f"{app}/{key}" + (f" version {version}" if version is not None else "")
+            raise NotFoundError(f"secret {what} not found (looked in {' and '.join(where)})")
+        return value
+
+    def list(self, app: str) -> builtins.list[str]:
+        """Sorted names of the app's live keys (the store's and the source's)."""
+        keys = set(self._store.list_keys(self.tenant, app))
+        if self._source is not None:
+            known = {k for (_a, k) in self._store.origins(self.tenant, app)}
+            keys.update(k for k in self._source.list(app) if k not in known)
+        return sorted(keys)
+
+    def load_all(self, app: str) -> dict[str, str]:
+        """Every live key of the app with its latest value."""
+        if self._source is not None:
+            known = {k for (_a, k) in self._store.origins(self.tenant, app)}
+            for key in self._source.list(app):
+                if key not in known:
+                    self._from_source(app, key)
+        return self._store.load_all(self.tenant, app)
+
+    def history(self, app: str, key: str) -> builtins.list[VersionInfo]:
+        """Every kept version of ``key``, oldest first; ``NotFoundError`` for an unknown key."""
+        if self._store.lookup(self.tenant, app, key) is ABSENT:
+            self._from_source(app, key)
+        return self._store.history(self.tenant, app, key)
+
+    # -- writes --------------------------------------------------------------------
+
+    def _source_has(self, app: str) -> bool:
+        return self._source is not None and self._source.has_app(app)
+
+    def put(self, app: str, key: str, value: str, *, cas: int | None = None) -> int:
+        """Store a new version of ``key``; return its version number.
+
+        With a sops source that has a file for ``app``, the value is written
+        into that file too (only its ciphertext changes), before the store
+        commits. ``cas=N`` writes only if the current version is N (0: only
+        if the key does not exist yet).
+
+        Raises:
+            ConflictError: ``cas`` did not match.
+            LimitError: the value is larger than ``max_value_size``.
+        """
+        if self._source_has(app):
+            source = self._source
+            assert source is not None  # noqa: S101 - checked by _source_has
+            return self._store.put(self.tenant, app, key, value, cas=cas, origin=source.name,
+                                   before_commit=lambda _v: _ignore(source.put(app, key, value)))
+        return self._store.put(self.tenant, app, key, value, cas=cas)
+
+    def delete(self, app: str, key: str, *, versions: Iterable[int] | None = None) -> None:
+        """Soft-delete the latest version (or ``versions``); ``undelete`` brings it back.
+
+        Deleting the latest version also removes the key from the app's sops file.
+
+        Raises:
+            NotFoundError: the key does not exist.
+        """
+        if versions is None and self._source_has(app):
+            assert self._source is not None  # noqa: S101
+            if key in self._source.list(app):
+                if self._store.lookup(self.tenant, app, key) is ABSENT:
+                    self._from_source(app, key)
+                self._source.delete(app, key)
+        self._store.delete(self.tenant, app, key, versions)
+
+    def undelete(self, app: str, key: str, *, versions: Iterable[int] | None = None) -> None:
+        """Undo a soft delete of the latest version (or ``versions``)."""
+        self._store.undelete(self.tenant, app, key, versions)
+        if versions is None and self._source_has(app):
+            value = self._store.lookup(self.tenant, app, key)
+            if isinstance(value, str):
+                assert self._source is not None  # noqa: S101
+                self._source.put(app, key, value)
+
+    def destroy(self, app: str, key: str, versions: Iterable[int]) -> None:
+        """Erase the ciphertext of ``versions`` for good (their records stay)."""
+        self._store.destroy(self.tenant, app, key, versions)
+
+    def rollback(self, app: str, key: str, version: int) -> int:
+        """Make the value of ``version`` current again, as a new version; return its number.
+
+        Raises:
+            NotFoundError: no such version, or it is deleted or destroyed.
+        """
+        if self._source_has(app):
+            current = self._store.current_version(self.tenant, app, key)
+            _info, value = self._store.read_version(self.tenant, app, key, version)
+            if value is None:
+                # read_version gave the record; rollback explains why it cannot.
+                return self._store.rollback(self.tenant, app, key, version)
+            return self.put(app, key, value, cas=current)
+        return self._store.rollback(self.tenant, app, key, version)
+
+    def set_max_versions(self, app: str, max_versions: int | None) -> None:
+        """Versions kept per key of ``app`` (``None``: the store default, 10)."""
+        self._store.set_max_versions(self.tenant, app, max_versions)
+
+    # -- the store as a whole ------------------------------------------------------
+
+    def rotate_master_key(self, *, reencrypt: bool = False,
+                          progress: Callable[[int, int], None] | None = None) -> None:
+        """Replace the master key (all tenants); with ``reencrypt``, all data keys too.
+
+        Processes that have the store open keep working: they pick up the
+        new key when they next need it.
+        """
+        self._store.rotate_master_key(reencrypt=reencrypt, progress=progress)
+
+    def sync(self, *, progress: Callable[[int, int], None] | None = None) -> SyncReport:
+        """Bring the store in line with the secrets folder; see :mod:`macula_secrets.sync`.
+
+        Raises:
+            ConfigError: there is no sops source to sync from.
+        """
+        if self._source is None:
+            from .errors import ConfigError
+
+            raise ConfigError("no secrets folder to sync from",
+                              hint="set MACULA_SECRETS_DIR or secrets_dir in the configuration")
+        from .sync import sync_folder
+
+        return sync_folder(self._store, self._source, tenant=self.tenant, progress=progress)
+
+    def subscribe(self, app: str, callback: Callback, *, key: str | None = None,
+                  interval: float = 0.05) -> Subscription:
+        """Call ``callback(app, key, version)`` after each change to the app's keys.
+
+        Changes by any process on the node count (another CLI call, a sync, a
+        server). A background thread checks the store's shared change token
+        every ``interval`` seconds (a memory read) and reads the change log
+        only when it moved. When the callback runs, :meth:`get` already
+        returns the new value. ``version`` is the version the change made
+        or touched. Call ``.cancel()`` on the result to stop.
+        """
+        sub = Subscription(self, app, callback, key=key, interval=interval)
+        self._subscriptions.append(sub)
+        return sub
+
+    def close(self) -> None:
+        """Stop subscriptions and close the store (a tenant view leaves the store open)."""
+        for sub in self._subscriptions:
+            sub.cancel()
+        self._subscriptions.clear()
+        if self._parent is None:
+            if self._source is not None:
+                self._source.close()
+            self._store.close()
+
+
+def _ignore(_result: object) -> None:
+    """Drop a result (a sops file write returns 0; the store's version is the one that counts)."""
+
+
+class Subscription:
+    """A running subscription; ``cancel()`` stops its thread."""
+
+    def __init__(self, secrets: Secrets, app: str, callback: Callback, *, key: str | None,
+                 interval: float) -> None:
+        from ._names import check_name
+
+        self.app = check_name("app", app)
+        self.key = None if key is None else check_name("key", key)
+        self._secrets = secrets
+        self._callback = callback
+        self._interval = interval
+        self._stop = threading.Event()
+        store = secrets.store
+        self._seq = store.last_change()
+        self._token = store.token()
+        self._thread = threading.Thread(target=self._run, name=f"macula-subscribe-{app}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        store = self._secrets.store
+        tenant = self._secrets.tenant
+        while not self._stop.wait(self._interval):
+            token = store.token()
+            if token == self._token:
+                continue
+            self._token = token
+            rows = store.changes_since(self._seq)
+            if not rows:
+                continue
+            self._seq = rows[-1][0]
+            store.refresh()
+            for _seq, t, app, key, version, op in rows:
+                if op in ("rotate", "rekey") or t != tenant or app != self.app:
+                    continue
+                if self.key is not None and key != self.key:
+                    continue
+                try:
+                    self._callback(app, key, version)
+                except Exception:  # noqa: S112 - a failing callback must not end the thread
+                    continue
+
+    def cancel(self) -> None:
+        """Stop calling back; returns once the thread has ended."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)

@@ -1,0 +1,193 @@
+"""The store's master key: where it lives, how it is created, how it is rotated.
+
+Part of the keys layer. The master key (32 random bytes) wraps the store's
+data keys and nothing else. This module knows only the key file provider;
+other providers (passphrase, TPM, node identity, Shamir shares) implement
+the same :class:`MasterKeyProvider` protocol.
+
+Rotation is made crash-safe in two files: the new key is first written,
+fsynced, to ``master.key.next``; the store re-wraps its data keys in one
+transaction; then ``master.key.next`` is renamed over ``master.key``. A crash
+at any point leaves the store readable: before the commit with the old key,
+after it with the new one, which is still in ``.next`` if the rename did not
+happen (:meth:`candidates` offers both, and the store finishes the rename).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import stat
+import time
+from typing import Final, Protocol
+
+from ..errors import KeySourceError, LockedError
+
+__all__ = ["KEY_PREFIX", "MasterKeyFile", "MasterKeyProvider"]
+
+KEY_PREFIX: Final = "MACULA-MASTER-KEY-1"
+"""First characters of the key line, so a key is recognisable and greppable."""
+
+_KEY_SIZE: Final = 32
+
+
+class MasterKeyProvider(Protocol):
+    """Where a store's master key comes from. Methods may be called from any thread."""
+
+    description: str
+    """For messages: ``key file /var/lib/macula-secrets/master.key``; never key material."""
+
+    def exists(self) -> bool:
+        """Whether a key is present (a new store may create one)."""
+        ...
+
+    def create(self, key: bytes) -> None:
+        """Store a first key; fails when one exists (a key is never silently replaced)."""
+        ...
+
+    def candidates(self) -> list[bytes]:
+        """The current key, then a pending one from an interrupted rotation, if any."""
+        ...
+
+    def begin_rotation(self, key: bytes) -> None:
+        """Store ``key`` durably as the pending key, beside the current one."""
+        ...
+
+    def commit_rotation(self) -> None:
+        """Make the pending key current (after the store committed to it)."""
+        ...
+
+    def abort_rotation(self) -> None:
+        """Forget the pending key (the store still uses the current one)."""
+        ...
+
+
+class MasterKeyFile:
+    """A master key in a text file, mode 0600, refused when others can read it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.pending_path = self.path + ".next"
+        self.description = f"key file {self.path}"
+
+    def __repr__(self) -> str:
+        return f"MasterKeyFile({self.path!r})"
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def create(self, key: bytes) -> None:
+        _write_new(self.path, key)
+
+    def candidates(self) -> list[bytes]:
+        try:
+            keys = [_read_key(self.path)]
+        except FileNotFoundError:
+            raise LockedError(
+                f"no master key: {self.path} does not exist",
+                hint="restore the key file from your backup (the store cannot be read without it)",
+            ) from None
+        with contextlib.suppress(FileNotFoundError, KeySourceError):
+            keys.append(_read_key(self.pending_path))
+        return keys
+
+    def begin_rotation(self, key: bytes) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.pending_path)
+        _write_new(self.pending_path, key)
+
+    def commit_rotation(self) -> None:
+        os.replace(self.pending_path, self.path)
+        _fsync_dir(self.path)
+
+    def abort_rotation(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.pending_path)
+
+
+def format_key(key: bytes) -> str:
+    """The key file's text: a comment and one line with the key in base64."""
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    encoded = base64.b64encode(key).decode("ascii")
+    return (
+        "# macula-secrets master key: it decrypts every secret in the store.\n"
+        f"# created: {created}\n"
+        f"{KEY_PREFIX}{encoded}\n"
+    )
+
+
+def parse_key(text: str, *, source: str) -> bytes:
+    """The 32-byte key in a key file's text; ``KeySourceError`` naming ``source`` otherwise."""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith(KEY_PREFIX):
+            break
+        try:
+            key = base64.b64decode(line[len(KEY_PREFIX):], validate=True)
+        except ValueError:
+            break
+        if len(key) == _KEY_SIZE:
+            return key
+        break
+    raise KeySourceError(f"{source} is not a macula-secrets master key file")
+
+
+def _read_key(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            raise KeySourceError(
+                f"master key file {path} can be read by others (mode {mode:04o})",
+                hint=f"run: chmod 600 {path}",
+            )
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeySourceError(f"{path} is not a macula-secrets master key file") from None
+    return parse_key(text, source=path)
+
+
+def _write_new(path: str, key: bytes) -> None:
+    """Write a key file that appears whole or not at all, never over an existing one.
+
+    The text goes to a temporary file (0600 from the start, so the key is
+    never readable by others even for a moment), is fsynced, and is then
+    hard-linked to its name: ``link`` fails if the name exists, and a crash
+    leaves either no key file or a complete one.
+    """
+    if len(key) != _KEY_SIZE:
+        raise ValueError("a master key is 32 bytes")
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, format_key(key).encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise KeySourceError(f"master key file {path} already exists") from None
+    finally:
+        os.unlink(tmp)
+    _fsync_dir(path)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

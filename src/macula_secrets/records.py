@@ -1,0 +1,84 @@
+"""Plain records the API returns: a version's metadata, a sync's outcome.
+
+Values, not behaviour: frozen and slotted, safe to log (they never hold a
+secret value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+__all__ = ["AppSync", "SyncReport", "VersionInfo"]
+
+VersionState = Literal["live", "deleted", "destroyed"]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One version of one secret, as Vault's KV v2 metadata describes it."""
+
+    version: int
+    created: datetime
+    deleted: datetime | None = None
+    destroyed: bool = False
+    current: bool = False
+
+    @property
+    def state(self) -> VersionState:
+        """``live``, ``deleted`` (soft, can be undeleted) or ``destroyed`` (gone for good)."""
+        if self.destroyed:
+            return "destroyed"
+        return "deleted" if self.deleted is not None else "live"
+
+    def to_json(self) -> dict[str, object]:
+        """The record as JSON-ready data (RFC 3339 times, as Vault prints them)."""
+        return {
+            "version": self.version,
+            "created_time": _rfc3339(self.created),
+            "deletion_time": _rfc3339(self.deleted) if self.deleted else "",
+            "destroyed": self.destroyed,
+            "current": self.current,
+            "state": self.state,
+        }
+
+
+def from_timestamp(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _rfc3339(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class AppSync:
+    """What a sync did to one app: key names only, never values."""
+
+    app: str
+    source: str
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    unchanged: int = 0
+    error: str | None = None
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.added or self.changed or self.deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """The outcome of one ``sync``: one entry per app file (and per app whose file left)."""
+
+    apps: tuple[AppSync, ...] = field(default_factory=tuple)
+
+    @property
+    def errors(self) -> list[AppSync]:
+        return [a for a in self.apps if a.error is not None]
+
+    @property
+    def changed_anything(self) -> bool:
+        return any(a.changed_anything for a in self.apps)
