@@ -10,7 +10,32 @@ from macula_secrets import errors, sops
 
 
 def test_package_exports() -> None:
-    assert sorted(macula_secrets.__all__) == ["__version__"]
+    assert sorted(macula_secrets.__all__) == [
+        "Secrets", "Subscription", "SyncReport", "VersionInfo", "__version__",
+        "delete", "get", "list", "load_all", "put", "require",
+    ]
+    for name in macula_secrets.__all__:
+        assert getattr(macula_secrets, name) is not None, name
+
+
+def test_importing_the_package_loads_no_store_code() -> None:
+    """`import macula_secrets` stays cheap: the store is loaded on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, macula_secrets\n"
+            "print(','.join(m for m in ('sqlite3', 'macula_secrets.client', "
+            "'macula_secrets.localstore.store') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError):
+        macula_secrets.no_such_name  # noqa: B018
 
 
 def test_sops_exports() -> None:

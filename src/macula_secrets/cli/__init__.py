@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import __version__
 from . import exitcodes as X
@@ -34,6 +34,18 @@ SOPS-compatible file commands (flags as sops names them):
   filestatus    tell whether a file is encrypted
   exec-env      run a command with the file's values in its environment
   exec-file     run a command with the decrypted file in a temporary file
+
+Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
+  get / put     read or write one secret of an app
+  list          apps, or the keys of an app
+  history       versions of a key;  rollback: make an old value current again
+  delete        soft-delete (undelete restores);  destroy: erase versions for good
+  sync          bring the store in line with the secrets folder (idempotent)
+  run           run a command with an app's secrets as environment variables
+  key           master key: rotate-master
+
+The store lives in $MACULA_SECRETS_HOME (default ~/.local/share/macula-secrets);
+the secrets folder is $MACULA_SECRETS_DIR (or ./secrets when it exists).
 
 Identities for decryption are found as sops finds them: SOPS_AGE_KEY_FILE,
 SOPS_AGE_KEY, SOPS_AGE_KEY_CMD, SOPS_AGE_SSH_PRIVATE_KEY_FILE,
@@ -254,7 +266,150 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--filename", metavar="NAME", help="name of the temporary file")
     _add_formats(p)
     p.set_defaults(run="exec-file")
+    _add_store_commands(cmd, command)
     return parser
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tenant", metavar="NAME",
+                   help="tenant (namespace above apps; default: $MACULA_SECRETS_TENANT or "
+                        "'default')")
+    p.add_argument("--home", metavar="DIR",
+                   help="store folder (default: $MACULA_SECRETS_HOME, else "
+                        "~/.local/share/macula-secrets)")
+
+
+def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
+                        command: str | None) -> None:
+    p = cmd("get", "print one secret",
+            "Print the value of KEY of APP (the latest version, or --version N).\n"
+            "Read from the store, else from the app's file in the secrets folder.\n\n"
+            "examples:\n  macula-secrets get console database_url\n"
+            "  macula-secrets get console database_url --version 2 --json")
+    p.add_argument("app")
+    p.add_argument("key")
+    p.add_argument("--version", type=int, metavar="N", help="read version N")
+    p.add_argument("--json", action="store_true",
+                   help="print {tenant, app, key, version, value} as JSON")
+    p.add_argument("-n", "--no-newline", action="store_true",
+                   help="print the value without a final newline")
+    _store_options(p)
+    p.set_defaults(run="get")
+
+    p = cmd("put", "store a new version of a secret",
+            "Store VALUE as a new version of KEY of APP; without VALUE, read it from\n"
+            "standard input (a single trailing newline is dropped), which keeps the value\n"
+            "out of your shell history and the process list. When APP has a file in the\n"
+            "secrets folder, that one value is changed in the file too.\n\n"
+            "examples:\n  printf %s \"$TOKEN\" | macula-secrets put console api_token\n"
+            "  macula-secrets put console log_level debug --cas 3")
+    p.add_argument("app")
+    p.add_argument("key")
+    p.add_argument("value", nargs="?", help="the value (default: read standard input)")
+    p.add_argument("--cas", type=int, metavar="N",
+                   help="write only if the current version is N (0: only if the key is new)")
+    p.add_argument("--json", action="store_true", help="print {app, key, version} as JSON")
+    _store_options(p)
+    p.set_defaults(run="put")
+
+    for name, help_, desc in (
+        ("delete", "soft-delete a secret",
+         "Mark the latest version of KEY (or --versions) deleted. Reads then find\n"
+         "nothing; 'undelete' brings it back. Also removes KEY from the app's file."),
+        ("undelete", "restore soft-deleted versions",
+         "Undo 'delete' for the latest version of KEY (or --versions)."),
+        ("destroy", "erase versions of a secret for good",
+         "Erase the stored ciphertext of the given versions of KEY; their records\n"
+         "stay in the history, marked destroyed. This cannot be undone."),
+    ):
+        p = cmd(name, help_, desc)
+        p.add_argument("app")
+        p.add_argument("key")
+        p.add_argument("--versions", metavar="N,M", required=name == "destroy",
+                       help="comma-separated version numbers"
+                            + ("" if name == "destroy" else " (default: the latest)"))
+        _store_options(p)
+        p.set_defaults(run=name)
+
+    p = cmd("list", "list apps, or the keys of an app",
+            "Without APP, list the apps of the tenant; with APP, its live keys\n"
+            "(--all: deleted ones too). Names only, never values.")
+    p.add_argument("app", nargs="?")
+    p.add_argument("--all", action="store_true", help="include keys whose latest is deleted")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    _store_options(p)
+    p.set_defaults(run="list")
+
+    p = cmd("history", "list the versions of a secret",
+            "One line per kept version of KEY: number, creation time, state\n"
+            "(live, deleted, destroyed), and which one is current.")
+    p.add_argument("app")
+    p.add_argument("key")
+    p.add_argument("--json", action="store_true", help="print the versions as JSON")
+    _store_options(p)
+    p.set_defaults(run="history")
+
+    p = cmd("rollback", "make an old value current again",
+            "Write the value of VERSION as a new version of KEY (history is kept).")
+    p.add_argument("app")
+    p.add_argument("key")
+    p.add_argument("version", type=int)
+    _store_options(p)
+    p.set_defaults(run="rollback")
+
+    p = cmd("sync", "bring the store in line with the secrets folder",
+            "Decrypt every app file (<app>.enc.yaml, .json, .env, .ini) of the secrets\n"
+            "folder and store what changed: a new version only where a value changed,\n"
+            "a soft delete for keys that left their file. Running it twice changes\n"
+            "nothing the second time. A file that fails is named; the others still sync\n"
+            "and the exit status is 1.")
+    p.add_argument("--json", action="store_true", help="print what changed per app as JSON")
+    _store_options(p)
+    p.set_defaults(run="sync")
+
+    p = cmd("run", "run a command with an app's secrets as environment variables",
+            "Run CMD with every live secret of APP as an environment variable: the name\n"
+            "is the key in upper case with other characters as '_' (database.password\n"
+            "-> DATABASE_PASSWORD), after --prefix. CMD replaces this process, so its\n"
+            "exit status and signals are its own.\n\n"
+            "examples:\n  macula-secrets run --app console -- ./server --port 8080\n"
+            "  macula-secrets run --app console --app billing --prefix APP_ -- env")
+    p.add_argument("--app", action="append", required=True, metavar="APP",
+                   help="app whose secrets to pass (repeatable)")
+    p.add_argument("--prefix", metavar="PREFIX", help="put PREFIX before every variable name")
+    p.add_argument("--only", action="append", metavar="KEY",
+                   help="pass only this key (repeatable)")
+    p.add_argument("--keep-case", action="store_true",
+                   help="do not upper-case the names")
+    p.add_argument("--pristine", action="store_true",
+                   help="start from an empty environment (only the secrets)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    _store_options(p)
+    p.set_defaults(run="run")
+
+    p = cmd("key", "master key operations",
+            "Operations on the store's master key.")
+    if command is not None and command != "key":
+        return  # p is a stub: the key subcommands are not needed
+    keys = p.add_subparsers(dest="key_command", metavar="OPERATION", parser_class=_Parser)
+    keys.required = True
+    k = keys.add_parser("rotate-master", help="replace the master key",
+                        formatter_class=_Formatter,
+                        description="Make a new master key and re-wrap every data key with it, "
+                                    "in one\ntransaction. Processes that have the store open "
+                                    "keep working.\nWith --reencrypt, every app also gets a "
+                                    "new data key and every value\nis re-encrypted (a progress "
+                                    "bar shows how far it got).")
+    k.add_argument("--reencrypt", action="store_true",
+                   help="also replace data keys and re-encrypt every value")
+    _store_options(k)
+    k.set_defaults(run="key rotate-master")
+
+
+_STORE_COMMANDS = frozenset((
+    "get", "put", "delete", "undelete", "destroy", "list", "history", "rollback", "sync",
+    "run", "key",
+))
 
 
 class _Stub:
@@ -277,6 +432,7 @@ class _Stub:
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
     "filestatus", "exec-env", "exec-file",
+    *_STORE_COMMANDS,
 ))
 
 
@@ -308,6 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_sops_codes(bool(args.sops_exit_codes))
 
     try:
+        if args.run in _STORE_COMMANDS or args.run == "key rotate-master":
+            from . import storecmds
+
+            return storecmds.run(args)
         if args.run in ("exec-env", "exec-file"):
             from . import execcmds
 

@@ -1,0 +1,299 @@
+"""The runtime-store commands: get, put, delete, undelete, destroy, list, history,
+rollback, sync, run, key rotate-master.
+
+Thin shells over :class:`macula_secrets.Secrets`: parse, call, print. Values
+go to stdout only where the command's job is to print one (``get``); every
+message is about names and versions, never values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import TYPE_CHECKING
+
+from . import exitcodes as X
+from .output import CommandError, note
+
+if TYPE_CHECKING:
+    from ..client import Secrets
+    from ..records import VersionInfo
+
+__all__ = ["run"]
+
+
+def _open(args: argparse.Namespace) -> Secrets:
+    from ..client import Secrets
+
+    return Secrets.open(home=args.home, tenant=args.tenant)
+
+
+def run(args: argparse.Namespace) -> int:
+    handler = _HANDLERS[args.run]
+    return handler(args)
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _versions(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        out = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CommandError(f"--versions takes numbers separated by commas, not {text!r}",
+                           hint="e.g. --versions 1,2") from None
+    if not out or any(v < 1 for v in out):
+        raise CommandError("--versions needs at least one version number of 1 or more")
+    return out
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def _get(args: argparse.Namespace) -> int:
+    with _open(args) as secrets:
+        value = secrets.require(args.app, args.key, version=args.version)
+        if args.json:
+            version = args.version or secrets.store.current_version(secrets.tenant, args.app,
+                                                                    args.key)
+            _print_json({"tenant": secrets.tenant, "app": args.app, "key": args.key,
+                         "version": version, "value": value})
+        else:
+            sys.stdout.write(value if args.no_newline else value + "\n")
+    return X.OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _open(args) as secrets:
+        if args.app is None:
+            names = secrets.store.list_apps(secrets.tenant)
+            if secrets.source is not None:
+                names = sorted(set(names) | set(secrets.source.apps()))
+        elif args.all:
+            names = sorted(set(secrets.store.list_keys(secrets.tenant, args.app,
+                                                       include_deleted=True))
+                           | set(secrets.list(args.app)))
+        else:
+            names = secrets.list(args.app)
+    if args.json:
+        _print_json(names)
+    else:
+        for name in names:
+            sys.stdout.write(name + "\n")
+    return X.OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    with _open(args) as secrets:
+        records = secrets.history(args.app, args.key)
+    if args.json:
+        _print_json([r.to_json() for r in records])
+        return X.OK
+    sys.stdout.write(_history_table(records))
+    return X.OK
+
+
+def _history_table(records: list[VersionInfo]) -> str:
+    rows = [("VERSION", "CREATED (UTC)", "STATE", "DELETED (UTC)", "")]
+    for r in records:
+        rows.append((str(r.version), r.created.strftime("%Y-%m-%d %H:%M:%S"), r.state,
+                     r.deleted.strftime("%Y-%m-%d %H:%M:%S") if r.deleted else "-",
+                     "current" if r.current else ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                   + "\n" for row in rows)
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+def _read_value(args: argparse.Namespace) -> str:
+    if args.value is not None:
+        return str(args.value)
+    if sys.stdin.isatty():
+        note("reading the value from standard input (end with Ctrl-D)")
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommandError("the value on standard input is not UTF-8 text") from None
+    # `echo value | put` adds one newline nobody meant; a multi-line value
+    # (a certificate) keeps its final newline.
+    if text.endswith("\n") and "\n" not in text[:-1]:
+        text = text[:-1]
+    return text
+
+
+def _put(args: argparse.Namespace) -> int:
+    value = _read_value(args)
+    with _open(args) as secrets:
+        version = secrets.put(args.app, args.key, value, cas=args.cas)
+    if args.json:
+        _print_json({"app": args.app, "key": args.key, "version": version})
+    else:
+        sys.stdout.write(f"{args.app}/{args.key}: version {version}\n")
+    return X.OK
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with _open(args) as secrets:
+        secrets.delete(args.app, args.key, versions=_versions(args.versions))
+    note(f"{args.app}/{args.key}: deleted (undelete brings it back)")
+    return X.OK
+
+
+def _undelete(args: argparse.Namespace) -> int:
+    with _open(args) as secrets:
+        secrets.undelete(args.app, args.key, versions=_versions(args.versions))
+    note(f"{args.app}/{args.key}: undeleted")
+    return X.OK
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    versions = _versions(args.versions)
+    assert versions is not None  # noqa: S101 - --versions is required
+    with _open(args) as secrets:
+        secrets.destroy(args.app, args.key, versions)
+    note(f"{args.app}/{args.key}: destroyed version(s) {', '.join(map(str, versions))}")
+    return X.OK
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    with _open(args) as secrets:
+        version = secrets.rollback(args.app, args.key, args.version)
+    sys.stdout.write(f"{args.app}/{args.key}: version {version} (the value of version "
+                     f"{args.version})\n")
+    return X.OK
+
+
+# -- sync ----------------------------------------------------------------------------
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from .progress import progress_bar
+
+    with _open(args) as secrets, progress_bar("sync") as update:
+        report = secrets.sync(progress=update)
+    if args.json:
+        _print_json([{"app": a.app, "source": a.source, "added": list(a.added),
+                      "changed": list(a.changed), "deleted": list(a.deleted),
+                      "unchanged": a.unchanged, "error": a.error} for a in report.apps])
+    else:
+        for a in report.apps:
+            if a.error is not None:
+                continue
+            if a.changed_anything:
+                sys.stdout.write(f"{a.app}: {len(a.added)} added, {len(a.changed)} changed, "
+                                 f"{len(a.deleted)} deleted, {a.unchanged} unchanged\n")
+            else:
+                sys.stdout.write(f"{a.app}: up to date ({a.unchanged} keys)\n")
+        if not report.apps:
+            note("no app files in the secrets folder")
+        elif not report.changed_anything and not report.errors:
+            note("nothing changed")
+    for failed in report.errors:
+        sys.stderr.write(f"macula: error: {failed.source}: {failed.error}\n")
+    if report.errors:
+        note(f"{len(report.errors)} of {len(report.apps)} app files failed; the others synced")
+        return X.ERROR
+    return X.OK
+
+
+# -- run -----------------------------------------------------------------------------
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def env_name(key: str, *, prefix: str = "", keep_case: bool = False) -> str:
+    """The environment variable for a key: ``database.password`` -> ``DATABASE_PASSWORD``."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", key)
+    if not keep_case:
+        name = name.upper()
+    name = prefix + name
+    if not _ENV_NAME.fullmatch(name):
+        name = "_" + name
+    return name
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise CommandError("no command given",
+                           hint="put the command after '--': run --app APP -- CMD ARGS")
+    env: dict[str, str] = {} if args.pristine else dict(os.environ)
+    origin: dict[str, str] = {}
+    with _open(args) as secrets:
+        for app in args.app:
+            values = secrets.load_all(app)
+            if args.only:
+                missing = [k for k in args.only if k not in values]
+                if missing and len(args.app) == 1:
+                    raise CommandError(f"{app} has no secret {missing[0]}")
+                values = {k: v for k, v in values.items() if k in args.only}
+            for key, value in values.items():
+                name = env_name(key, prefix=args.prefix or "", keep_case=args.keep_case)
+                if name in origin:
+                    raise CommandError(
+                        f"{origin[name]} and {app}/{key} both become ${name}",
+                        hint="use --prefix, or --only to pick one")
+                if "\x00" in value:
+                    raise CommandError(f"{app}/{key} contains a NUL byte and cannot be an "
+                                       "environment variable")
+                origin[name] = f"{app}/{key}"
+                env[name] = value
+        if args.only:
+            found = {o.split("/", 1)[1] for o in origin.values()}
+            missing = [k for k in args.only if k not in found]
+            if missing:
+                raise CommandError(f"no app given has a secret {missing[0]}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        # Replace this process: signals reach the command directly, its exit
+        # status is ours, and no parent lingers holding the values.
+        os.execvpe(command[0], command, env)  # noqa: S606
+    except FileNotFoundError:
+        raise CommandError(f"command not found: {command[0]}") from None
+    except PermissionError:
+        raise CommandError(f"command not executable: {command[0]}") from None
+
+
+# -- keys ----------------------------------------------------------------------------
+
+
+def _rotate_master(args: argparse.Namespace) -> int:
+    from .progress import progress_bar
+
+    with _open(args) as secrets:
+        before = secrets.store.master_key_id()[:16]
+        with progress_bar("re-encrypting", enabled=args.reencrypt) as update:
+            secrets.rotate_master_key(reencrypt=args.reencrypt, progress=update)
+        after = secrets.store.master_key_id()[:16]
+    note(f"master key rotated: key id {before} -> {after}"
+         + (" (data keys replaced, every value re-encrypted)" if args.reencrypt else ""))
+    note("back up the new key file now: the old one no longer opens the store")
+    return X.OK
+
+
+_HANDLERS = {
+    "get": _get,
+    "put": _put,
+    "delete": _delete,
+    "undelete": _undelete,
+    "destroy": _destroy,
+    "list": _list,
+    "history": _history,
+    "rollback": _rollback,
+    "sync": _sync,
+    "run": _run,
+    "key rotate-master": _rotate_master,
+}
+
