@@ -11,7 +11,7 @@ import pytest
 
 from macula_secrets import sops as sopslib
 from tests.cli._support import CANARY, Result, run_cli, run_proc
-from tests.conftest import TEST_AGE_PUBLIC
+from tests.conftest import TEST_AGE_PUBLIC, TEST_AGE_SECRET
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_put_on_an_app_with_a_file_changes_the_file(store_env: dict[str, str]) -
     names = [before[i].split(":")[0] for i in changed]
     # lastmodified has one-second precision: it may not have moved.
     assert names in (["b", "    lastmodified", "    mac"], ["b", "    mac"])
-    assert sopslib.load(path) == {"a": "1", "b": "3"}
+    assert sopslib.load(path, identities=[TEST_AGE_SECRET]) == {"a": "1", "b": "3"}
 
 
 def test_rotate_master_key(store_env: dict[str, str]) -> None:
