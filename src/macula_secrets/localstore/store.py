@@ -115,6 +115,8 @@ class LocalStore:
         self._master_gen = 0
         self._data_keys: dict[int, bytes] = {}
         self._cache: dict[tuple[str, str, str], str | _Marker] = {}
+        # The version each cached value is (for load_all, which reads versions in bulk).
+        self._versions: dict[tuple[str, str, str], int] = {}
         self._seen = self._token.read()
         self._next_refresh = time.monotonic() + REFRESH_INTERVAL
         self._last_seq = 0
@@ -369,20 +371,22 @@ class LocalStore:
         check_name("tenant", tenant)
         check_name("app", app)
         check_name("key", key)
-        with self._db.read() as c:
+        # One statement, so no explicit transaction is needed for a consistent read.
+        with self._lock:
+            c = self._db.conn
             row = c.execute(
                 "SELECT v.version, v.data_key, v.sealed, v.deleted_at FROM secrets s "
-                "JOIN versions v ON v.tenant = s.tenant AND v.app = s.app AND v.key = s.key "
-                "AND v.version = s.current WHERE s.tenant = ? AND s.app = ? AND s.key = ?",
-                (tenant, app, key)).fetchone()
+                "LEFT JOIN versions v ON v.tenant = s.tenant AND v.app = s.app AND "
+                "v.key = s.key AND v.version = s.current "
+                "WHERE s.tenant = ? AND s.app = ? AND s.key = ?", (tenant, app, key)).fetchone()
+            result: str | _Marker
             if row is None:
-                exists = c.execute("SELECT 1 FROM secrets WHERE tenant = ? AND app = ? AND key = ?",
-                                   (tenant, app, key)).fetchone()
-                result: str | _Marker = DELETED if exists else ABSENT
+                result = ABSENT
             elif row[2] is None or row[3] is not None:
                 result = DELETED
             else:
                 result = self._open(c, tenant, app, key, row[0], row[1], row[2])
+                self._versions[(tenant, app, key)] = row[0]
         self._cache[(tenant, app, key)] = result
         return result
 
@@ -484,7 +488,7 @@ class LocalStore:
         """Every live key of an app with its latest value, decrypted in one read transaction."""
         check_name("tenant", tenant)
         check_name("app", app)
-        if self._token.read() != self._seen:
+        if self._token.read() != self._seen or time.monotonic() > self._next_refresh:
             self._refresh()
         out: dict[str, str] = {}
         with self._db.read() as c:
@@ -494,10 +498,19 @@ class LocalStore:
                 "AND v.version = s.current WHERE s.tenant = ? AND s.app = ? AND "
                 "v.deleted_at IS NULL AND v.sealed IS NOT NULL ORDER BY s.key",
                 (tenant, app)).fetchall()
+            cache = self._cache
             for key, version, dk_id, sealed in rows:
-                out[key] = self._open(c, tenant, app, key, version, dk_id, sealed)
-        for key, value in out.items():
-            self._cache[(tenant, app, key)] = value
+                # The cache is kept coherent with the change log (refreshed
+                # above), so a cached value is the latest version's value.
+                # A cached value is used only if it is this very version.
+                hit = cache.get((tenant, app, key))
+                if isinstance(hit, str) and self._versions.get((tenant, app, key)) == version:
+                    out[key] = hit
+                else:
+                    out[key] = self._open(c, tenant, app, key, version, dk_id, sealed)
+            for key, version, _dk, _sealed in rows:
+                self._cache[(tenant, app, key)] = out[key]
+                self._versions[(tenant, app, key)] = version
         return out
 
     def origins(self, tenant: str, app: str | None = None) -> dict[tuple[str, str], str]:
@@ -532,6 +545,7 @@ class LocalStore:
             if before_commit is not None:
                 before_commit(version)
         self._cache[(tenant, app, key)] = value
+        self._versions[(tenant, app, key)] = version
         self._token.bump()
         return version
 
@@ -694,6 +708,7 @@ class LocalStore:
             new = self._put_in(c, tenant, app, key, value.encode("utf-8"), cas=None,
                                origin=origin)
         self._cache[(tenant, app, key)] = value
+        self._versions[(tenant, app, key)] = new
         self._token.bump()
         return new
 
