@@ -56,6 +56,10 @@ class Config:
         return os.path.join(self.home, "store.db")
 
     @property
+    def audit_path(self) -> str:
+        return os.path.join(self.home, "audit.log")
+
+    @property
     def master_key_path(self) -> str:
         return os.path.join(self.home, "master.key")
 

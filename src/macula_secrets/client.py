@@ -85,8 +85,11 @@ class Secrets:
         cfg = load_config(environ, home=os.fspath(home) if home is not None else None,
                           secrets_dir=os.fspath(secrets_dir) if secrets_dir is not None
                           else None, source=source, tenant=tenant)
+        from .audit import AuditLog
+
         store = LocalStore(cfg.store_path, MasterKeyFile(cfg.master_key_path),
-                           max_versions=cfg.max_versions, max_value_size=cfg.max_value_size)
+                           max_versions=cfg.max_versions, max_value_size=cfg.max_value_size,
+                           audit=AuditLog(cfg.audit_path))
         try:
             for app, limit in cfg.app_max_versions.items():
                 if store.get_max_versions(cfg.tenant, app) != limit:

@@ -43,6 +43,7 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   sync          bring the store in line with the secrets folder (idempotent)
   run           run a command with an app's secrets as environment variables
   key           master key: rotate-master
+  audit         the audit log: tail, verify
 
 The store lives in $MACULA_SECRETS_HOME (default ~/.local/share/macula-secrets);
 the secrets folder is $MACULA_SECRETS_DIR (or ./secrets when it exists).
@@ -267,6 +268,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_formats(p)
     p.set_defaults(run="exec-file")
     _add_store_commands(cmd, command)
+    _add_audit_commands(cmd, command)
     return parser
 
 
@@ -406,9 +408,33 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
     k.set_defaults(run="key rotate-master")
 
 
+def _add_audit_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
+                        command: str | None) -> None:
+    p = cmd("audit", "read and check the audit log",
+            "The audit log (<home>/audit.log) has one JSON line per change and per\n"
+            "command-line read: who, what (tenant/app/key/version; values only as HMACs),\n"
+            "when, result, in a SHA-256 hash chain.")
+    if command is not None and command != "audit":
+        return
+    ops = p.add_subparsers(dest="audit_command", metavar="OPERATION", parser_class=_Parser)
+    ops.required = True
+    t = ops.add_parser("tail", help="print the last entries", formatter_class=_Formatter,
+                       description="Print the last N entries of the audit log, oldest first.")
+    t.add_argument("-n", "--lines", type=int, default=20, metavar="N",
+                   help="how many entries (default 20)")
+    t.add_argument("--json", action="store_true", help="print the raw JSON lines")
+    t.add_argument("--home", metavar="DIR", help="store folder (default: $MACULA_SECRETS_HOME)")
+    t.set_defaults(run="audit tail")
+    v = ops.add_parser("verify", help="check the hash chain", formatter_class=_Formatter,
+                       description="Check every line's hash and its link to the line before.\n"
+                                   "Exit 1 naming the first line that breaks the chain.")
+    v.add_argument("--home", metavar="DIR", help="store folder (default: $MACULA_SECRETS_HOME)")
+    v.set_defaults(run="audit verify")
+
+
 _STORE_COMMANDS = frozenset((
     "get", "put", "delete", "undelete", "destroy", "list", "history", "rollback", "sync",
-    "run", "key",
+    "run", "key", "audit",
 ))
 
 
@@ -464,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_sops_codes(bool(args.sops_exit_codes))
 
     try:
-        if args.run in _STORE_COMMANDS or args.run == "key rotate-master":
+        if args.run in _STORE_COMMANDS or args.run.startswith(("key ", "audit ")):
             from . import storecmds
 
             return storecmds.run(args)

@@ -59,9 +59,11 @@ def _versions(text: str | None) -> list[int] | None:
 def _get(args: argparse.Namespace) -> int:
     with _open(args) as secrets:
         value = secrets.require(args.app, args.key, version=args.version)
+        version = args.version or secrets.store.current_version(secrets.tenant, args.app,
+                                                                args.key)
+        # Fail closed: a read the audit log cannot record is not printed.
+        secrets.store.audit_read(secrets.tenant, args.app, args.key, version=version)
         if args.json:
-            version = args.version or secrets.store.current_version(secrets.tenant, args.app,
-                                                                    args.key)
             _print_json({"tenant": secrets.tenant, "app": args.app, "key": args.key,
                          "version": version, "value": value})
         else:
@@ -283,6 +285,50 @@ def _rotate_master(args: argparse.Namespace) -> int:
     return X.OK
 
 
+# -- audit ---------------------------------------------------------------------------
+
+
+def _audit_path(args: argparse.Namespace) -> str:
+    from .._config import load_config
+
+    return load_config(home=args.home).audit_path
+
+
+def _audit_tail(args: argparse.Namespace) -> int:
+    from ..audit import tail
+
+    entries = tail(_audit_path(args), args.lines)
+    if args.json:
+        for entry in entries:
+            sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        return X.OK
+    for e in entries:
+        where = "/".join(str(e[k]) for k in ("tenant", "app", "key") if e.get(k) is not None
+                         and not (k == "tenant" and e[k] == "default"))
+        version = e.get("version", e.get("versions", ""))
+        actor = e.get("actor", {})
+        who = f"{actor.get('program', '?')}[{actor.get('pid', '?')}]" \
+            if isinstance(actor, dict) else "?"
+        extra = f" via {e['via']}" if e.get("via") else ""
+        sys.stdout.write(f"{str(e.get('time', ''))[:19]}  {e.get('op', '?'):<13} "
+                         f"{where:<32} v{version!s:<6} {e.get('result', '?'):<4} "
+                         f"{who}{extra}\n")
+    return X.OK
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from ..audit import verify
+
+    path = _audit_path(args)
+    result = verify(path)
+    if result.ok:
+        sys.stdout.write(f"{path}: {result.lines} entries, hash chain intact\n")
+        return X.OK
+    raise CommandError(f"{path}: line {result.bad_line} {result.reason}",
+                       hint="the log was changed after it was written; keep this copy as "
+                            "evidence")
+
+
 _HANDLERS = {
     "get": _get,
     "put": _put,
@@ -295,5 +341,7 @@ _HANDLERS = {
     "sync": _sync,
     "run": _run,
     "key rotate-master": _rotate_master,
+    "audit tail": _audit_tail,
+    "audit verify": _audit_verify,
 }
 

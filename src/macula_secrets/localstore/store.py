@@ -29,6 +29,7 @@ from typing import Final
 
 from .. import _crypto
 from .._names import check_name
+from ..audit import AuditLog
 from ..errors import (
     ConflictError,
     FormatError,
@@ -53,6 +54,8 @@ DEFAULT_MAX_VALUE_SIZE: Final = 1024 * 1024
 
 REFRESH_INTERVAL: Final = 1.0
 """Seconds between change-log reads when no change token was seen (see module doc)."""
+
+_AUDIT_HMAC_PURPOSE: Final = b"macula-secrets audit hmac v1"
 
 CHANGE_LOG_KEEP: Final = 10_000
 """Change-log entries kept; a process that falls further behind drops its whole cache."""
@@ -92,6 +95,8 @@ class LocalStore:
             there on first use; an existing store never gets a new key.
         max_versions: versions kept per key for apps without their own limit.
         max_value_size: largest value accepted, in UTF-8 bytes.
+        audit: where every change is recorded, inside its transaction (a
+            change whose audit line cannot be written is not made).
     """
 
     def __init__(
@@ -101,8 +106,10 @@ class LocalStore:
         *,
         max_versions: int = DEFAULT_MAX_VERSIONS,
         max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+        audit: AuditLog | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self.audit = audit
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, mode=0o700, exist_ok=True)
         self.max_versions = max_versions
@@ -166,6 +173,8 @@ class LocalStore:
                         self._master_provider.commit_rotation()
                 self._master = key
                 self._master_gen = int(rows["master_gen"])
+                if self.audit is not None:
+                    self.audit.set_hmac_key(_crypto.derive(key, _AUDIT_HMAC_PURPOSE))
                 return
         found = barrier.key_id(candidates[0]).hex()[:16]
         raise KeySourceError(
@@ -208,6 +217,8 @@ class LocalStore:
                     (barrier.key_id(new), "key_id"), (gen, "master_gen"),
                     (time.time(), "master_created_at")])
                 self._log(c, "", "", "", 0, "rotate")
+                self._audit("rotate-master", master_key_id=barrier.key_id(new).hex()[:16],
+                            data_keys=len(rows))
             except BaseException:
                 provider.abort_rotation()
                 raise
@@ -217,6 +228,8 @@ class LocalStore:
             provider.commit_rotation()
         with self._lock:
             self._master, self._master_gen = new, gen
+            if self.audit is not None:
+                self.audit.set_hmac_key(_crypto.derive(new, _AUDIT_HMAC_PURPOSE))
         self._token.bump()
         if reencrypt:
             self.reencrypt(progress=progress)
@@ -254,6 +267,7 @@ class LocalStore:
                 c.execute("DELETE FROM data_keys WHERE tenant = ? AND app = ? AND id != ?",
                           (tenant, app, dk_id))
                 self._log(c, tenant, app, "", 0, "rekey")
+                self._audit("reencrypt", tenant=tenant, app=app, versions=len(rows))
             done += len(rows)
             self._token.bump()
             if progress:
@@ -544,6 +558,8 @@ class LocalStore:
             version = self._put_in(c, tenant, app, key, data, cas=cas, origin=origin)
             if before_commit is not None:
                 before_commit(version)
+            self._audit("put", tenant=tenant, app=app, key=key, version=version, origin=origin,
+                        cas=cas, value_hmac=self._value_hmac(value))
         self._cache[(tenant, app, key)] = value
         self._versions[(tenant, app, key)] = version
         self._token.bump()
@@ -606,6 +622,24 @@ class LocalStore:
         if seq is not None and seq % 1000 == 0:
             c.execute("DELETE FROM changes WHERE seq <= ?", (seq - CHANGE_LOG_KEEP,))
 
+    def _audit(self, op: str, **fields: object) -> None:
+        if self.audit is not None:
+            self.audit.record(op, fields)
+
+    def _value_hmac(self, value: str) -> str | None:
+        return None if self.audit is None else self.audit.value_hmac(value)
+
+    def audit_read(self, tenant: str, app: str, key: str, *, version: int | None = None,
+                   result: str = "ok") -> None:
+        """Record a read (the command line and the server do; in-process reads do not).
+
+        Raises:
+            UnavailableError: the audit log cannot be written: do not hand the value out.
+        """
+        if self.audit is not None:
+            self.audit.append("read", tenant=tenant, app=app, key=key, version=version,
+                              result=result)
+
     def set_max_versions(self, tenant: str, app: str, max_versions: int | None) -> None:
         """Versions kept per key of this app (``None``: the store's default).
 
@@ -639,6 +673,8 @@ class LocalStore:
                 if cur.rowcount:
                     changed.append(v)
                     self._log(c, tenant, app, key, v, op)
+            if changed:
+                self._audit(op, tenant=tenant, app=app, key=key, versions=changed)
         self._cache.pop((tenant, app, key), None)
         if changed:
             self._token.bump()
@@ -680,6 +716,7 @@ class LocalStore:
             c.execute("DELETE FROM secrets WHERE tenant = ? AND app = ? AND key = ?",
                       (tenant, app, key))
             self._log(c, tenant, app, key, current, "purge")
+            self._audit("purge", tenant=tenant, app=app, key=key)
         self._cache.pop((tenant, app, key), None)
         self._token.bump()
 
@@ -707,6 +744,8 @@ class LocalStore:
                                "key = ?", (tenant, app, key)).fetchone()[0]
             new = self._put_in(c, tenant, app, key, value.encode("utf-8"), cas=None,
                                origin=origin)
+            self._audit("rollback", tenant=tenant, app=app, key=key, version=new,
+                        from_version=version, value_hmac=self._value_hmac(value))
         self._cache[(tenant, app, key)] = value
         self._versions[(tenant, app, key)] = new
         self._token.bump()
@@ -751,7 +790,10 @@ class LocalStore:
                                   "AND key = ?", (origin, tenant, app, key))
                     unchanged += 1
                     continue
-                self._put_in(c, tenant, app, key, value.encode("utf-8"), cas=None, origin=origin)
+                new = self._put_in(c, tenant, app, key, value.encode("utf-8"), cas=None,
+                                   origin=origin)
+                self._audit("put", tenant=tenant, app=app, key=key, version=new, origin=origin,
+                            via="sync", value_hmac=self._value_hmac(value))
                 (changed if old is not None else added).append(key)
             for key, old in live.items():
                 if key not in values and old is not None and origins.get(key) == origin:
@@ -760,6 +802,8 @@ class LocalStore:
                               "AND key = ? AND version = ?", (time.time(), tenant, app, key,
                                                               current))
                     self._log(c, tenant, app, key, current, "delete")
+                    self._audit("delete", tenant=tenant, app=app, key=key, versions=[current],
+                                origin=origin, via="sync")
                     deleted.append(key)
         for key in (*added, *changed, *deleted):
             self._cache.pop((tenant, app, key), None)
