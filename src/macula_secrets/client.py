@@ -216,7 +216,8 @@ class Secrets:
     def _source_has(self, app: str) -> bool:
         return self._source is not None and self._source.has_app(app)
 
-    def put(self, app: str, key: str, value: str, *, cas: int | None = None) -> int:
+    def put(self, app: str, key: str, value: str, *, cas: int | None = None,
+            _audit_as: tuple[str, int] | None = None) -> int:
         """Store a new version of ``key``; return its version number.
 
         With a sops source that has a file for ``app``, the value is written
@@ -232,8 +233,9 @@ class Secrets:
             source = self._source
             assert source is not None  # noqa: S101 - checked by _source_has
             return self._store.put(self.tenant, app, key, value, cas=cas, origin=source.name,
-                                   before_commit=lambda _v: _ignore(source.put(app, key, value)))
-        return self._store.put(self.tenant, app, key, value, cas=cas)
+                                   before_commit=lambda _v: _ignore(source.put(app, key, value)),
+                                   audit_as=_audit_as)
+        return self._store.put(self.tenant, app, key, value, cas=cas, audit_as=_audit_as)
 
     def delete(self, app: str, key: str, *, versions: Iterable[int] | None = None) -> None:
         """Soft-delete the latest version (or ``versions``); ``undelete`` brings it back.
@@ -276,7 +278,7 @@ class Secrets:
             if value is None:
                 # read_version gave the record; rollback explains why it cannot.
                 return self._store.rollback(self.tenant, app, key, version)
-            return self.put(app, key, value, cas=current)
+            return self.put(app, key, value, cas=current, _audit_as=("rollback", version))
         return self._store.rollback(self.tenant, app, key, version)
 
     def set_max_versions(self, app: str, max_versions: int | None) -> None:

@@ -305,13 +305,18 @@ def _audit_tail(args: argparse.Namespace) -> int:
     for e in entries:
         where = "/".join(str(e[k]) for k in ("tenant", "app", "key") if e.get(k) is not None
                          and not (k == "tenant" and e[k] == "default"))
-        version = e.get("version", e.get("versions", ""))
+        if "version" in e:
+            version = f"v{e['version']}"
+        elif isinstance(versions := e.get("versions"), list):
+            version = "v" + ",".join(str(v) for v in versions)
+        else:
+            version = ""
         actor = e.get("actor", {})
         who = f"{actor.get('program', '?')}[{actor.get('pid', '?')}]" \
             if isinstance(actor, dict) else "?"
         extra = f" via {e['via']}" if e.get("via") else ""
         sys.stdout.write(f"{str(e.get('time', ''))[:19]}  {e.get('op', '?'):<13} "
-                         f"{where:<32} v{version!s:<6} {e.get('result', '?'):<4} "
+                         f"{where:<32} {version:<7} {e.get('result', '?'):<4} "
                          f"{who}{extra}\n")
     return X.OK
 

@@ -267,7 +267,7 @@ class LocalStore:
                 c.execute("DELETE FROM data_keys WHERE tenant = ? AND app = ? AND id != ?",
                           (tenant, app, dk_id))
                 self._log(c, tenant, app, "", 0, "rekey")
-                self._audit("reencrypt", tenant=tenant, app=app, versions=len(rows))
+                self._audit("reencrypt", tenant=tenant, app=app, resealed=len(rows))
             done += len(rows)
             self._token.bump()
             if progress:
@@ -541,12 +541,14 @@ class LocalStore:
     # -- writes ----------------------------------------------------------------------
 
     def put(self, tenant: str, app: str, key: str, value: str, *, cas: int | None = None,
-            origin: str = "local", before_commit: Callable[[int], None] | None = None) -> int:
+            origin: str = "local", before_commit: Callable[[int], None] | None = None,
+            audit_as: tuple[str, int] | None = None) -> int:
         """Write a new version; return its number.
 
         ``before_commit(version)`` runs inside the transaction, after the
         check-and-set passed, so a source (a sops file) can be written under
         the store's write lock; if it raises, nothing is stored.
+        ``audit_as=("rollback", N)`` records the write as a rollback to version N.
 
         Raises:
             ConflictError: ``cas`` is not the current version.
@@ -558,8 +560,9 @@ class LocalStore:
             version = self._put_in(c, tenant, app, key, data, cas=cas, origin=origin)
             if before_commit is not None:
                 before_commit(version)
-            self._audit("put", tenant=tenant, app=app, key=key, version=version, origin=origin,
-                        cas=cas, value_hmac=self._value_hmac(value))
+            op, from_version = audit_as or ("put", None)
+            self._audit(op, tenant=tenant, app=app, key=key, version=version, origin=origin,
+                        cas=cas, from_version=from_version, value_hmac=self._value_hmac(value))
         self._cache[(tenant, app, key)] = value
         self._versions[(tenant, app, key)] = version
         self._token.bump()
