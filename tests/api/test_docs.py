@@ -23,9 +23,13 @@ def _blocks(doc: str) -> list[str]:
 def workspace(tmp_path: Path, age_key_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(age_key_file))
+    monkeypatch.setenv("MACULA_SECRETS_HOME", str(tmp_path / "store"))
+    for name in ("MACULA_SECRETS_DIR", "MACULA_SECRETS_CONFIG", "MACULA_SECRETS_SOURCE",
+                 "MACULA_SECRETS_TENANT"):
+        monkeypatch.delenv(name, raising=False)
     (tmp_path / "secrets").mkdir()
     data = {"database": {"password": "s3cr3t"}, "db": {"password": "s3cr3t"},
-            "api_token": "tok_live_0123", "old_key": "x"}
+            "api_token": "tok_live_0123", "old_key": "x", "database_url": "postgres://db/x"}
     for name in ("console.yaml", "console.enc.yaml"):
         (tmp_path / "secrets" / name).write_bytes(sops.encrypt(data, recipients=[TEST_AGE_PUBLIC]))
     (tmp_path / "secrets" / "new.yaml").write_text("hello: world\n")
