@@ -25,6 +25,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Final
 
@@ -101,6 +102,15 @@ class Database:
     def __init__(self, path: str) -> None:
         self.path = path
         self.lock = threading.RLock()
+        self._orphans: list[sqlite3.Connection] = []
+        ref = weakref.ref(self)
+
+        def after_fork_in_child() -> None:
+            db = ref()
+            if db is not None:
+                db._after_fork()
+
+        os.register_at_fork(after_in_child=after_fork_in_child)
         if not os.path.exists(path):
             # Create the file ourselves so it is 0600 from the first byte;
             # SQLite gives -wal and -shm the same mode as the database.
@@ -117,6 +127,21 @@ class Database:
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             raise FormatError(f"{path} is not a macula-secrets store ({exc})") from None
+
+    def _after_fork(self) -> None:
+        """A forked child (gunicorn --preload, multiprocessing) gets its own connection.
+
+        SQLite forbids using a connection across fork(), and a lock held by
+        another thread at fork time would never be released in the child. The
+        inherited connection is kept unreferenced-but-alive rather than
+        closed: closing it could disturb locks that belong to the parent.
+        """
+        self.lock = threading.RLock()
+        self._orphans.append(self.conn)
+        self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                    isolation_level=None, check_same_thread=False)
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.conn.execute("PRAGMA synchronous = FULL")
 
     def _configure(self) -> None:
         c = self.conn

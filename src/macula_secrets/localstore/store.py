@@ -116,7 +116,6 @@ class LocalStore:
         self.max_value_size = max_value_size
         self._master_provider = master
         self._db = Database(self.path)
-        self._lock = self._db.lock
         self._token = ChangeToken(self.path + ".token")
         self._master = b""
         self._master_gen = 0
@@ -185,7 +184,7 @@ class LocalStore:
 
     def master_key_id(self) -> str:
         """Hex id of the current master key (HKDF of it; safe to show)."""
-        with self._lock:
+        with self._db.lock:
             return barrier.key_id(self._master).hex()
 
     def rotate_master_key(self, *, reencrypt: bool = False,
@@ -226,7 +225,7 @@ class LocalStore:
         # (FileNotFoundError: a process that opened the store meanwhile did the rename.)
         with contextlib.suppress(FileNotFoundError):
             provider.commit_rotation()
-        with self._lock:
+        with self._db.lock:
             self._master, self._master_gen = new, gen
             if self.audit is not None:
                 self.audit.set_hmac_key(_crypto.derive(new, _AUDIT_HMAC_PURPOSE))
@@ -317,7 +316,7 @@ class LocalStore:
 
     def _refresh(self) -> None:
         """Drop cached entries that other processes changed (see the module doc)."""
-        with self._lock:
+        with self._db.lock:
             self._seen = self._token.read()
             self._next_refresh = time.monotonic() + REFRESH_INTERVAL
             c = self._db.conn
@@ -348,7 +347,7 @@ class LocalStore:
         ``op`` is put, delete, undelete, destroy or purge for a key; rotate
         and rekey (with an empty key) for keys of the store itself.
         """
-        with self._lock:
+        with self._db.lock:
             rows = self._db.conn.execute(
                 "SELECT seq, tenant, app, key, version, op FROM changes WHERE seq > ? "
                 "ORDER BY seq", (seq,)).fetchall()
@@ -356,7 +355,7 @@ class LocalStore:
 
     def last_change(self) -> int:
         """The newest change-log sequence number (0 for a new store)."""
-        with self._lock:
+        with self._db.lock:
             row = self._db.conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
         return int(row[0])
 
@@ -386,7 +385,7 @@ class LocalStore:
         check_name("app", app)
         check_name("key", key)
         # One statement, so no explicit transaction is needed for a consistent read.
-        with self._lock:
+        with self._db.lock:
             c = self._db.conn
             row = c.execute(
                 "SELECT v.version, v.data_key, v.sealed, v.deleted_at FROM secrets s "
