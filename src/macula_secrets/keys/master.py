@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import os
 import stat
 import time
+from collections.abc import Iterator
 from typing import Final, Protocol
 
 from ..errors import KeySourceError, LockedError
@@ -60,6 +62,13 @@ class MasterKeyProvider(Protocol):
 
     def abort_rotation(self) -> None:
         """Forget the pending key (the store still uses the current one)."""
+        ...
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive across processes: held by a rotation from its start to its end.
+
+        Taken before the store's write lock, never after it (lock order).
+        """
         ...
 
 
@@ -104,6 +113,16 @@ class MasterKeyFile:
     def abort_rotation(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.pending_path)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        # flock on a separate file: the key file itself is replaced by rename.
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
 def format_key(key: bytes) -> str:

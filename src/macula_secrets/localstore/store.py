@@ -119,6 +119,7 @@ class LocalStore:
         self._token = ChangeToken(self.path + ".token")
         self._master = b""
         self._master_gen = 0
+        self._stored_key_id = b""
         self._data_keys: dict[int, bytes] = {}
         self._cache: dict[tuple[str, str, str], str | _Marker] = {}
         # The version each cached value is (for load_all, which reads versions in bulk).
@@ -156,31 +157,58 @@ class LocalStore:
                         ("master_created_at", now), ("created_at", now)])
         self._load_master()
 
-    def _load_master(self) -> None:
+    def _match_master(self) -> tuple[bytes, int, int, bytes] | None:
+        """(key, generation, candidate index, stored id) of the key that opens the store."""
         with self._db.read() as c:
             rows = dict(c.execute(
                 "SELECT name, value FROM meta WHERE name IN ('key_id', 'master_gen')").fetchall())
         stored_id = bytes(rows["key_id"])
-        candidates = self._master_provider.candidates()
-        for index, key in enumerate(candidates):
+        self._stored_key_id = stored_id
+        for index, key in enumerate(self._master_provider.candidates()):
             if _crypto.constant_time_equal(barrier.key_id(key), stored_id):
-                if index > 0:
-                    # A rotation committed to the store but was interrupted
-                    # before its key file was renamed into place: finish it.
-                    # (FileNotFoundError: another process finished it first.)
+                return key, int(rows["master_gen"]), index, stored_id
+        return None
+
+    def _load_master(self, *, lock_held: bool = False) -> None:
+        """Load the master key that opens the store now (another process may have rotated it).
+
+        A pending key (``.next``) that matches belongs to a rotation that
+        committed but has not renamed its key file yet (it crashed, or is
+        about to). It is used as it is; the rename is finished only under
+        the provider's lock, so two rotations can never interleave their
+        renames. Inside a store transaction that lock is not taken (a
+        rotation takes it before the store's write lock), and a rename in
+        flight is simply read again.
+        """
+        provider = self._master_provider
+        found = None
+        for _ in range(3):  # the key file and .next are read apart: a rename may fall between
+            found = self._match_master()
+            if found is not None:
+                break
+        if lock_held:
+            if found is not None and found[2] > 0:
+                with contextlib.suppress(FileNotFoundError):
+                    provider.commit_rotation()
+        elif (found is None or found[2] > 0) and not self._db.conn.in_transaction:
+            with provider.locked():
+                found = self._match_master()
+                if found is not None and found[2] > 0:
                     with contextlib.suppress(FileNotFoundError):
-                        self._master_provider.commit_rotation()
-                self._master = key
-                self._master_gen = int(rows["master_gen"])
-                if self.audit is not None:
-                    self.audit.set_hmac_key(_crypto.derive(key, _AUDIT_HMAC_PURPOSE))
-                return
-        found = barrier.key_id(candidates[0]).hex()[:16]
-        raise KeySourceError(
-            f"the master key in {self._master_provider.description} does not open the store "
-            f"{self.path} (key id {found}, the store expects {stored_id.hex()[:16]})",
-            hint="use the key this store was created with; a new key cannot read old secrets",
-        )
+                        provider.commit_rotation()
+        if found is None:
+            current = barrier.key_id(provider.candidates()[0]).hex()[:16]
+            raise KeySourceError(
+                f"the master key in {provider.description} does not open the store "
+                f"{self.path} (key id {current}, the store expects "
+                f"{self._stored_key_id.hex()[:16]})",
+                hint="use the key this store was created with; a new key cannot read old secrets",
+            )
+        key, gen, _index, _stored = found
+        self._master = key
+        self._master_gen = gen
+        if self.audit is not None:
+            self.audit.set_hmac_key(_crypto.derive(key, _AUDIT_HMAC_PURPOSE))
 
     def master_key_id(self) -> str:
         """Hex id of the current master key (HKDF of it; safe to show)."""
@@ -197,8 +225,17 @@ class LocalStore:
         and read it from the provider: no restart.
         """
         provider = self._master_provider
+        # Lock order: the provider's lock, then the store's write lock. Held
+        # until the key file is renamed, so rotations never overlap.
+        with provider.locked():
+            self._rotate_locked()
+        if reencrypt:
+            self.reencrypt(progress=progress)
+
+    def _rotate_locked(self) -> None:
+        provider = self._master_provider
         with self._db.write() as c:
-            self._load_master()  # also finishes an interrupted rotation
+            self._load_master(lock_held=True)  # also finishes an interrupted rotation
             new = _crypto.random_key()
             gen = self._master_gen + 1
             rows = c.execute("SELECT id, tenant, app, wrapped FROM data_keys").fetchall()
@@ -230,8 +267,6 @@ class LocalStore:
             if self.audit is not None:
                 self.audit.set_hmac_key(_crypto.derive(new, _AUDIT_HMAC_PURPOSE))
         self._token.bump()
-        if reencrypt:
-            self.reencrypt(progress=progress)
 
     def reencrypt(self, *, progress: Progress | None = None) -> int:
         """Give every app a new data key and re-seal every kept version with it.
@@ -276,6 +311,13 @@ class LocalStore:
     # -- data keys ---------------------------------------------------------------
 
     def _new_data_key(self, c: sqlite3.Connection, tenant: str, app: str) -> tuple[int, bytes]:
+        # Always inside a write transaction, so the master key cannot change
+        # before commit; but another process may have rotated it since we
+        # loaded ours. Wrapping under a stale key would make this app
+        # unreadable for every other process, so pick up the current one.
+        gen = c.execute("SELECT value FROM meta WHERE name = 'master_gen'").fetchone()
+        if gen is not None and int(gen[0]) != self._master_gen:
+            self._load_master()
         dk = _crypto.random_key()
         dk_id = c.execute("SELECT coalesce(max(id), 0) + 1 FROM data_keys").fetchone()[0]
         wrapped = barrier.wrap_data_key(self._master, dk, tenant=tenant, app=app, dk_id=dk_id)
