@@ -185,6 +185,7 @@ def _write_new(path: str, key: bytes) -> None:
         raise ValueError("a master key is 32 bytes")
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, mode=0o700, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = f"{path}.tmp{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
@@ -202,6 +203,23 @@ def _write_new(path: str, key: bytes) -> None:
     finally:
         os.unlink(tmp)
     _fsync_dir(path)
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Remove key temporaries left by writers that were killed (they hold key material)."""
+    folder = os.path.dirname(path) or "."
+    prefix = os.path.basename(path) + ".tmp"
+    for name in os.listdir(folder):
+        if not name.startswith(prefix) or not name[len(prefix):].isdigit():
+            continue
+        pid = int(name[len(prefix):])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 def _fsync_dir(path: str) -> None:
