@@ -299,39 +299,53 @@ def bench_put(open_store: Opener | None, parent: Path, quick: bool,
 
 def bench_scaling(open_store: Opener, home: Path, quick: bool,
                   rng: random.Random) -> tuple[list[Row], dict[str, list[float]]]:
+    """Fill one store to each size, keep a copy of it at that size, then time the copies
+    in interleaved rounds (so drift of the machine hits every size alike)."""
+    import shutil
+
     sizes = [1000, 10000] if quick else [1000, 10000, 100000]
     rows: list[Row] = []
     series: dict[str, list[float]] = {"get, cached": [], "get, first read": [], "put": []}
     filled = 0
+    homes: list[Path] = []
     for n in sizes:
         store = open_store(home)
         fill(store, filled, n, rng)
         filled = n
         store.close()
-
-        store = open_store(home)  # fresh: nothing cached
-        store.get(APP, key(0))
-        firsts = [one(partial(store.get, APP, key(i))) for i in rng.sample(range(1, n), 200)]
-        cached = [cached_get_batch(store, 2000) for _ in range(15 if quick else 30)]
-        puts = [one(partial(store.put, APP, f"new_{n}_{i:04d}", value(rng)))
-                for i in range(100 if quick else 200)]
-        store.close()
+        copy = home.parent / f"{home.name}-{n}"
+        shutil.copytree(home, copy)
+        homes.append(copy)
+        note(f"scaling {n:,} filled")
+    samples: dict[tuple[str, int], list[float]] = {}
+    rounds = 5 if quick else 10
+    for r in range(rounds):
+        for n, h in zip(sizes, homes, strict=True):
+            store = open_store(h)  # fresh: nothing cached
+            store.get(APP, key(0))
+            samples.setdefault(("get, first read", n), []).extend(
+                one(partial(store.get, APP, key(i))) for i in rng.sample(range(1, n), 40))
+            samples.setdefault(("get, cached", n), []).extend(
+                cached_get_batch(store, 2000) for _ in range(3))
+            samples.setdefault(("put", n), []).extend(
+                one(partial(store.put, APP, f"new_{r}_{i:04d}", value(rng)))
+                for i in range(10 if quick else 20))
+            store.close()
+    for n, h in zip(sizes, homes, strict=True):
         label = f"{n:,} secrets"
-        for name, ts in (("get, cached", cached), ("get, first read", firsts), ("put", puts)):
-            m = statistics.median(ts)
+        for name in ("get, cached", "get, first read", "put"):
+            m = statistics.median(samples[(name, n)])
             series[name].append(m)
             rows.append(Row(f"scaling: {name}", label, m))
-
         if n == 10000:
             opens: list[float] = []
             for _ in range(7 if quick else 15):
                 t = ns()
-                s = open_store(home)
+                s = open_store(h)
                 s.get(APP, KEY)
                 opens.append((ns() - t) / 1e9)
                 s.close()
             rows.append(Row("Secrets.open + first get, cold", label, statistics.median(opens)))
-        note(f"scaling {n:,} done")
     return rows, series
 
 
