@@ -149,6 +149,8 @@ def load_config(
     sdir = pick(secrets_dir, _env.MACULA_SECRETS_DIR, "secrets_dir")
     if sdir is None and os.path.isdir("secrets"):
         sdir = os.path.abspath("secrets")
+    if sdir is not None:
+        sdir = os.path.abspath(sdir)  # messages and reports name it in full
     src = pick(source, _env.MACULA_SECRETS_SOURCE, "source")
     if src is None:
         src = "sops" if sdir else "none"
@@ -157,6 +159,10 @@ def load_config(
     if src == "sops" and sdir is None:
         raise ConfigError("source is sops but no secrets folder is configured",
                           hint=f"set secrets_dir, or {_env.MACULA_SECRETS_DIR}")
+    if tenant is not None:
+        from ._names import check_name
+
+        check_name("tenant", tenant)  # an explicit "" is an error, not the default
     ten = pick(tenant, _env.MACULA_SECRETS_TENANT, "tenant") or "default"
     max_versions = _int(data.get("max_versions", 10), "max_versions", where)
     size_text = env.get(_env.MACULA_SECRETS_MAX_VALUE_SIZE) or data.get("max_value_size",

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ._config import Config, load_config
-from .errors import NotFoundError
+from .errors import MaculaError, NotFoundError
 from .keys.master import MasterKeyFile
 from .localstore.store import ABSENT, DELETED, LocalStore
 
@@ -188,21 +188,35 @@ class Secrets:
             raise NotFoundError(f"secret {what} not found (looked in {' and '.join(where)})")
         return value
 
+    def _unseen_source_keys(self, app: str) -> builtins.list[str]:
+        """Keys of the app's file the store has never had.
+
+        A file that fails to decrypt or parse is skipped when the store
+        already holds keys of the app (its last good values stay in
+        service; ``sync`` reports the file); with nothing stored the error
+        is raised, since there is nothing else to answer with.
+        """
+        if self._source is None:
+            return []
+        known = {k for (_a, k) in self._store.origins(self.tenant, app)}
+        try:
+            keys = self._source.list(app)
+        except (MaculaError, OSError):
+            if known:
+                return []
+            raise
+        return [k for k in keys if k not in known]
+
     def list(self, app: str) -> builtins.list[str]:
         """Sorted names of the app's live keys (the store's and the source's)."""
         keys = set(self._store.list_keys(self.tenant, app))
-        if self._source is not None:
-            known = {k for (_a, k) in self._store.origins(self.tenant, app)}
-            keys.update(k for k in self._source.list(app) if k not in known)
+        keys.update(self._unseen_source_keys(app))
         return sorted(keys)
 
     def load_all(self, app: str) -> dict[str, str]:
         """Every live key of the app with its latest value."""
-        if self._source is not None:
-            known = {k for (_a, k) in self._store.origins(self.tenant, app)}
-            for key in self._source.list(app):
-                if key not in known:
-                    self._from_source(app, key)
+        for key in self._unseen_source_keys(app):
+            self._from_source(app, key)
         return self._store.load_all(self.tenant, app)
 
     def history(self, app: str, key: str) -> builtins.list[VersionInfo]:

@@ -40,14 +40,22 @@ EXTENSIONS: Final = (".enc.yaml", ".enc.yml", ".enc.json", ".enc.env", ".enc.ini
 """File name endings of app files, in the order they are looked for."""
 
 
-def text_of(value: object) -> str:
-    """A file value as the text a secret holds."""
+def text_of(value: object, *, whole_floats_as_ints: bool = False) -> str:
+    """A file value as the text a secret holds.
+
+    ``whole_floats_as_ints`` is for JSON, whose numbers carry no int/float
+    distinction (they load as floats, as in Go): ``5432`` must read as
+    ``5432``, the way it is written, not ``5432.0``.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
         return ""
+    if isinstance(value, float) and whole_floats_as_ints and value.is_integer() \
+            and abs(value) < 2**53:
+        return str(int(value))
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, bytes):
@@ -55,15 +63,16 @@ def text_of(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def flatten(data: Mapping[str, object], prefix: str = "") -> dict[str, str]:
+def flatten(data: Mapping[str, object], prefix: str = "", *,
+            whole_floats_as_ints: bool = False) -> dict[str, str]:
     """Nested mappings to ``{"a.b": "text"}``; the order of the file is kept."""
     out: dict[str, str] = {}
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else str(key)
         if isinstance(value, dict):
-            out.update(flatten(value, name))
+            out.update(flatten(value, name, whole_floats_as_ints=whole_floats_as_ints))
         else:
-            out[name] = text_of(value)
+            out[name] = text_of(value, whole_floats_as_ints=whole_floats_as_ints)
     return out
 
 
@@ -137,7 +146,7 @@ class SopsBackend:
             from .. import sops
 
             doc = sops.open_file(path, identities=self._identities)
-            values = flatten(doc.to_dict())
+            values = flatten(doc.to_dict(), whole_floats_as_ints=doc.format == "json")
             for key in values:
                 check_name("key", key)
             self._files[path] = (stamp, doc, values)

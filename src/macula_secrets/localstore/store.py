@@ -442,7 +442,9 @@ class LocalStore:
             else:
                 result = self._open(c, tenant, app, key, row[0], row[1], row[2])
                 self._versions[(tenant, app, key)] = row[0]
-        self._cache[(tenant, app, key)] = result
+            # Cached under the lock: a refresh by another thread cannot fall
+            # between the read and this line and leave a stale value behind.
+            self._cache[(tenant, app, key)] = result
         return result
 
     def _open(self, c: sqlite3.Connection, tenant: str, app: str, key: str, version: int,
@@ -597,15 +599,18 @@ class LocalStore:
         """
         _check(tenant, app, key)
         data = self._encode(tenant, app, key, value)
-        with self._db.write() as c:
-            version = self._put_in(c, tenant, app, key, data, cas=cas, origin=origin)
-            if before_commit is not None:
-                before_commit(version)
-            op, from_version = audit_as or ("put", None)
-            self._audit(op, tenant=tenant, app=app, key=key, version=version, origin=origin,
-                        cas=cas, from_version=from_version, value_hmac=self._value_hmac(value))
-        self._cache[(tenant, app, key)] = value
-        self._versions[(tenant, app, key)] = version
+        # The lock is held from the commit until the value is cached (see _load_latest).
+        with self._db.lock:
+            with self._db.write() as c:
+                version = self._put_in(c, tenant, app, key, data, cas=cas, origin=origin)
+                if before_commit is not None:
+                    before_commit(version)
+                op, from_version = audit_as or ("put", None)
+                self._audit(op, tenant=tenant, app=app, key=key, version=version,
+                            origin=origin, cas=cas, from_version=from_version,
+                            value_hmac=self._value_hmac(value))
+            self._cache[(tenant, app, key)] = value
+            self._versions[(tenant, app, key)] = version
         self._token.bump()
         return version
 
@@ -771,27 +776,31 @@ class LocalStore:
             NotFoundError: no such version, or it is deleted or destroyed.
         """
         _check(tenant, app, key)
-        with self._db.write() as c:
-            self._current(c, tenant, app, key)
-            row = c.execute(
-                "SELECT data_key, sealed, deleted_at, destroyed FROM versions WHERE tenant = ? "
-                "AND app = ? AND key = ? AND version = ?", (tenant, app, key, version)).fetchone()
-            if row is None:
-                raise NotFoundError(f"{_where(tenant, app, key)} has no version {version}")
-            if row[3] or row[1] is None:
-                raise NotFoundError(f"{_where(tenant, app, key)} version {version} is destroyed")
-            if row[2] is not None:
-                raise NotFoundError(f"{_where(tenant, app, key)} version {version} is deleted",
-                                    hint="undelete it first")
-            value = self._open(c, tenant, app, key, version, row[0], row[1])
-            origin = c.execute("SELECT origin FROM secrets WHERE tenant = ? AND app = ? AND "
-                               "key = ?", (tenant, app, key)).fetchone()[0]
-            new = self._put_in(c, tenant, app, key, value.encode("utf-8"), cas=None,
-                               origin=origin)
-            self._audit("rollback", tenant=tenant, app=app, key=key, version=new,
-                        from_version=version, value_hmac=self._value_hmac(value))
-        self._cache[(tenant, app, key)] = value
-        self._versions[(tenant, app, key)] = new
+        with self._db.lock:  # held until the value is cached (see _load_latest)
+            with self._db.write() as c:
+                self._current(c, tenant, app, key)
+                row = c.execute(
+                    "SELECT data_key, sealed, deleted_at, destroyed FROM versions WHERE "
+                    "tenant = ? AND app = ? AND key = ? AND version = ?",
+                    (tenant, app, key, version)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"{_where(tenant, app, key)} has no version {version}")
+                if row[3] or row[1] is None:
+                    raise NotFoundError(
+                        f"{_where(tenant, app, key)} version {version} is destroyed")
+                if row[2] is not None:
+                    raise NotFoundError(
+                        f"{_where(tenant, app, key)} version {version} is deleted",
+                        hint="undelete it first")
+                value = self._open(c, tenant, app, key, version, row[0], row[1])
+                origin = c.execute("SELECT origin FROM secrets WHERE tenant = ? AND app = ? "
+                                   "AND key = ?", (tenant, app, key)).fetchone()[0]
+                new = self._put_in(c, tenant, app, key, value.encode("utf-8"), cas=None,
+                                   origin=origin)
+                self._audit("rollback", tenant=tenant, app=app, key=key, version=new,
+                            from_version=version, value_hmac=self._value_hmac(value))
+            self._cache[(tenant, app, key)] = value
+            self._versions[(tenant, app, key)] = new
         self._token.bump()
         return new
 
