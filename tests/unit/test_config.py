@@ -250,14 +250,12 @@ def test_open_takes_the_tenant_and_size_from_the_environment(tmp_path: Path) -> 
 
 
 def test_an_explicit_empty_tenant_is_an_error_not_the_default(tmp_path: Path) -> None:
-
     with pytest.raises(ConfigError, match="tenant name is empty"):
         load_config({}, home=str(tmp_path), tenant="")
 
 
 def test_a_relative_secrets_dir_is_made_absolute(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-
     monkeypatch.chdir(tmp_path)
     cfg = load_config({"MACULA_SECRETS_DIR": "gitops/secrets"}, home=str(tmp_path / "h"))
     assert cfg.secrets_dir == str(tmp_path / "gitops" / "secrets")
