@@ -48,12 +48,27 @@ def sops_bin() -> str:
 def _isolated_env(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Give every test an empty HOME and no inherited SOPS_* settings."""
+    """Give every test an empty HOME (so a default store lands there) and no
+    inherited SOPS_* or MACULA_SECRETS_* settings."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
     for name in _SOPS_ENV:
         monkeypatch.delenv(name, raising=False)
+    for name in ("MACULA_SECRETS_HOME", "MACULA_SECRETS_DIR", "MACULA_SECRETS_CONFIG",
+                 "MACULA_SECRETS_SOURCE", "MACULA_SECRETS_TENANT",
+                 "MACULA_SECRETS_MAX_VALUE_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def private_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory: no ./macula-secrets.toml or ./secrets from elsewhere."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
 
 
 @pytest.fixture

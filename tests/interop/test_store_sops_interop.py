@@ -25,10 +25,8 @@ WEB_FLAT = {"token": "t1", "db.password": "pw", "db.port": "5432", "debug": "tru
 
 
 @pytest.fixture(autouse=True)
-def _cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
+def _cwd(private_cwd: Path) -> None:
+    """No ./macula-secrets.toml or ./secrets from wherever pytest was started."""
 
 
 @pytest.fixture

@@ -25,11 +25,8 @@ SECRET = "value-that-must-not-appear-Qx7"
 
 
 @pytest.fixture(autouse=True)
-def _cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _cwd(private_cwd: Path) -> None:
     """No ./macula-secrets.toml or ./secrets from wherever pytest was started."""
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
 
 
 @pytest.fixture

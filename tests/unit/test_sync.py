@@ -23,10 +23,8 @@ FORMATS = {"yaml": "yaml", "json": "json", "env": "dotenv"}
 
 
 @pytest.fixture(autouse=True)
-def _cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    work = tmp_path / "cwd"
-    work.mkdir()
-    monkeypatch.chdir(work)
+def _cwd(private_cwd: Path) -> None:
+    """No ./macula-secrets.toml or ./secrets from wherever pytest was started."""
 
 
 @pytest.fixture
