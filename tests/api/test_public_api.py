@@ -54,3 +54,20 @@ def test_errors_exports_the_documented_tree() -> None:
     assert issubclass(errors.NoMatchingKeyError, errors.DecryptionError)
     assert issubclass(errors.ConfigError, ValueError)
     assert issubclass(errors.NotFoundError, LookupError)
+
+
+def test_testing_exports() -> None:
+    from macula_secrets import testing
+
+    assert testing.__all__ == ["exercise_backend"]
+
+
+def test_backend_protocol_is_met_by_every_backend_module() -> None:
+    from macula_secrets.backends import Backend
+    from macula_secrets.backends.local import LocalBackend
+    from macula_secrets.backends.sops import SopsBackend
+
+    methods = [n for n in dir(Backend) if not n.startswith("_")]
+    for cls in (LocalBackend, SopsBackend):
+        missing = [m for m in methods if not hasattr(cls, m)]
+        assert not missing, (cls.__name__, missing)

@@ -162,19 +162,31 @@ class SopsBackend:
     # -- Backend -------------------------------------------------------------------
 
     def get(self, app: str, key: str, *, version: int | None = None) -> str | None:
+        check_name("key", key)
         if version is not None:
             return None
         loaded = self._load(app)
         return None if loaded is None else loaded[2].get(key)
 
     def put(self, app: str, key: str, value: str, *, cas: int | None = None) -> int:
+        check_name("key", key)
+
         def change(doc: SopsFile) -> None:
+            if doc.format == "ini":
+                # INI is sections of flat keys: section.key, split at the first dot.
+                if "." not in key:
+                    raise ConfigError(
+                        f"{app} is an INI file: its keys are section.key, not {key!r}")
+                doc.set(list(key.split(".", 1)), value)
+                return
             doc.set(_tree_path(doc.to_dict(), key), value)
 
         self._change(app, change)
         return 0
 
     def delete(self, app: str, key: str) -> None:
+        check_name("key", key)
+
         def change(doc: SopsFile) -> None:
             data = doc.to_dict()
             if key not in flatten(data):
@@ -228,11 +240,6 @@ def _tree_path(data: Mapping[str, object], key: str) -> list[str | int]:
             return list(parts) if depth > 0 else [key]
         node = node[part]
     return list(parts)
-
-
-def _check_folder(folder: str) -> None:
-    if not os.path.isdir(folder):
-        raise ConfigError(f"secrets folder {folder} does not exist")
 
 
 _: Callable[..., Backend] = SopsBackend
