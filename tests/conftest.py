@@ -9,6 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run unless asked otherwise: a
+# red CI run must mean a regression, not a new random draw. To hunt for new
+# failures, run with HYPOTHESIS_PROFILE=explore (random draws, 10x examples).
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True,
+                          max_examples=settings.default.max_examples * 10)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 # Public test data from SOPS_FORMAT.md section 10; never use it for anything real.
 TEST_AGE_PUBLIC = "age19zn9ghrdpf9zpmh8n45245kpxzs27y8g7rzvpqlac3e7qk7h34xq2ala06"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 from macula_secrets.errors import FormatError
 from macula_secrets.sops.stores.yaml import YAMLStore
+from macula_secrets.sops.tree import Branch
 from tests.strategies import commented_documents, documents, normalize
 
 STORE = YAMLStore()
@@ -23,7 +24,12 @@ def _reload(text: bytes) -> list[object] | None:
     """Parse ``text`` back, or ``None`` where go-yaml's own output is unreadable."""
     try:
         loaded = STORE.load_plain(text)
-    except FormatError:
+    except FormatError as exc:
+        # A key "<<" is written as go-yaml writes it, `!!merge <<`, and go-yaml
+        # (so sops, so we) then refuses to read it back unless its value is a map.
+        if "map merge requires" in str(exc):
+            assert b"<<" in text, text
+            return None
         assert _INDICATOR.search(text.decode()), text
         return None
     if _INDICATOR.search(text.decode()):
@@ -33,6 +39,7 @@ def _reload(text: bytes) -> list[object] | None:
 
 @settings(max_examples=150, deadline=None)
 @given(documents)
+@example(Branch([("<<", "")]))  # written as `!!merge <<: ""`, which go-yaml cannot read back
 def test_parse_of_emit_gives_the_tree_back(doc: object) -> None:
     text = STORE.emit_plain([doc])  # type: ignore[list-item]
     loaded = _reload(text)
