@@ -148,3 +148,39 @@ def test_json_lines_are_canonical(tmp_path: Path) -> None:
     entry = json.loads(line)
     assert set(entry) >= {"time", "op", "app", "key", "version", "actor", "result", "prev", "hash"}
     assert entry["prev"] == "0" * 64
+
+
+def test_a_change_that_fails_half_way_leaves_no_line(secrets: Secrets) -> None:
+    """sync's apply() queues a line per key; a failure later in the same transaction
+    (here: a tampered stored value) rolls back every change and writes no line."""
+    import sqlite3
+
+    store = secrets.store
+    store.put("default", "app", "b", "old-b")
+    before = len(entries(secrets))
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE versions SET sealed = zeroblob(40) WHERE key = 'b'")
+    store.close()
+    assert secrets.config is not None
+    fresh = Secrets.open(home=secrets.config.home, source="none", env={})
+    try:
+        from macula_secrets.errors import IntegrityError
+
+        with pytest.raises(IntegrityError):
+            fresh.store.apply("default", "app", {"a": "new-a", "b": "new-b"}, origin="sops")
+        assert len(tail(fresh.config.audit_path, 1000)) == before  # type: ignore[union-attr]
+        assert fresh.store.list_keys("default", "app") == ["b"]
+    finally:
+        fresh.close()
+
+
+def test_a_source_write_that_fails_is_recorded_as_aborted(secrets: Secrets) -> None:
+    def fail(_version: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        secrets.store.put("default", "app", "k", "v", before_commit=fail)
+    ops = [(e["op"], e["result"]) for e in entries(secrets)]
+    assert ops == [("put", "ok"), ("abort", "error")]
+    assert secrets.get("app", "k") is None
+    assert secrets.config is not None and verify(secrets.config.audit_path).ok

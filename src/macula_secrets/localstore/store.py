@@ -24,7 +24,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from .. import _crypto
@@ -36,6 +36,7 @@ from ..errors import (
     IntegrityError,
     KeySourceError,
     LimitError,
+    MaculaError,
     NotFoundError,
 )
 from ..keys.master import MasterKeyProvider
@@ -120,6 +121,7 @@ class LocalStore:
         self._master = b""
         self._master_gen = 0
         self._stored_key_id = b""
+        self._pending_audit: list[tuple[str, dict[str, object]]] = []
         self._data_keys: dict[int, bytes] = {}
         self._cache: dict[tuple[str, str, str], str | _Marker] = {}
         # The version each cached value is (for load_all, which reads versions in bulk).
@@ -234,7 +236,7 @@ class LocalStore:
 
     def _rotate_locked(self) -> None:
         provider = self._master_provider
-        with self._db.write() as c:
+        with self._write() as c:
             self._load_master(lock_held=True)  # also finishes an interrupted rotation
             new = _crypto.random_key()
             gen = self._master_gen + 1
@@ -282,7 +284,7 @@ class LocalStore:
         if progress:
             progress(0, total)
         for tenant, app in apps:
-            with self._db.write() as c:
+            with self._write() as c:
                 rows = c.execute(
                     "SELECT key, version, data_key, sealed FROM versions "
                     "WHERE tenant = ? AND app = ? AND sealed IS NOT NULL",
@@ -589,8 +591,9 @@ class LocalStore:
         """Write a new version; return its number.
 
         ``before_commit(version)`` runs inside the transaction, after the
-        check-and-set passed, so a source (a sops file) can be written under
-        the store's write lock; if it raises, nothing is stored.
+        check-and-set passed and the audit line was written, so a source (a
+        sops file) is written under the store's write lock; if it raises,
+        nothing is stored (and the audit log says the change aborted).
         ``audit_as=("rollback", N)`` records the write as a rollback to version N.
 
         Raises:
@@ -600,11 +603,16 @@ class LocalStore:
         _check(tenant, app, key)
         data = self._encode(tenant, app, key, value)
         # The lock is held from the commit until the value is cached (see _load_latest).
+        done: list[int] = []
+
+        def write_source() -> None:
+            if before_commit is not None:
+                before_commit(done[0])
+
         with self._db.lock:
-            with self._db.write() as c:
+            with self._write(after_audit=write_source) as c:
                 version = self._put_in(c, tenant, app, key, data, cas=cas, origin=origin)
-                if before_commit is not None:
-                    before_commit(version)
+                done.append(version)
                 op, from_version = audit_as or ("put", None)
                 self._audit(op, tenant=tenant, app=app, key=key, version=version,
                             origin=origin, cas=cas, from_version=from_version,
@@ -671,8 +679,50 @@ class LocalStore:
         if seq is not None and seq % 1000 == 0:
             c.execute("DELETE FROM changes WHERE seq <= ?", (seq - CHANGE_LOG_KEEP,))
 
+    @contextlib.contextmanager
+    def _write(self, *, after_audit: Callable[[], None] | None = None
+               ) -> Iterator[sqlite3.Connection]:
+        """A write transaction whose audit lines are written just before it commits.
+
+        Lines are collected while the transaction runs and appended when its
+        work is done, so a change that fails half-way (and rolls back) leaves
+        no line claiming it happened, and a line that cannot be written rolls
+        the change back (fail closed). Only a failing COMMIT after the lines
+        were written can leave a claim without its change, as can
+        ``after_audit`` (a source file written after the lines, before the
+        commit) when it fails; either is followed by an ``abort`` line.
+        """
+        with self._db.lock:
+            if self._db.conn.in_transaction:
+                yield self._db.conn
+                return
+            self._pending_audit = []
+            flushed = False
+            try:
+                with self._db.write() as c:
+                    yield c
+                    pending, self._pending_audit = self._pending_audit, []
+                    if self.audit is not None:
+                        for op, fields in pending:
+                            self.audit.record(op, fields)
+                    flushed = True
+                    if after_audit is not None:
+                        after_audit()
+            except BaseException as exc:
+                self._pending_audit = []
+                if flushed and self.audit is not None:
+                    with contextlib.suppress(MaculaError):
+                        self.audit.record("abort", {"reason": "the change above failed after "
+                                                    "it was recorded: " + type(exc).__name__},
+                                          result="error")
+                raise
+
     def _audit(self, op: str, **fields: object) -> None:
-        if self.audit is not None:
+        if self.audit is None:
+            return
+        if self._db.conn.in_transaction:
+            self._pending_audit.append((op, fields))
+        else:
             self.audit.record(op, fields)
 
     def _value_hmac(self, value: str) -> str | None:
@@ -698,7 +748,7 @@ class LocalStore:
         check_name("app", app)
         if max_versions is not None and max_versions < 1:
             raise LimitError("max_versions must be at least 1")
-        with self._db.write() as c:
+        with self._write() as c:
             c.execute("INSERT INTO apps (tenant, app, max_versions) VALUES (?, ?, ?) "
                       "ON CONFLICT (tenant, app) DO UPDATE SET max_versions = "
                       "excluded.max_versions", (tenant, app, max_versions))
@@ -710,7 +760,7 @@ class LocalStore:
     def _mark(self, tenant: str, app: str, key: str, versions: Iterable[int] | None, op: str,
               sql: str) -> list[int]:
         _check(tenant, app, key)
-        with self._db.write() as c:
+        with self._write() as c:
             current = self._current(c, tenant, app, key)
             targets = sorted(set(versions)) if versions is not None else [current]
             if not targets:
@@ -758,7 +808,7 @@ class LocalStore:
     def purge(self, tenant: str, app: str, key: str) -> None:
         """Remove a key with every version and its metadata (Vault's metadata delete)."""
         _check(tenant, app, key)
-        with self._db.write() as c:
+        with self._write() as c:
             current = self._current(c, tenant, app, key)
             c.execute("DELETE FROM versions WHERE tenant = ? AND app = ? AND key = ?",
                       (tenant, app, key))
@@ -777,7 +827,7 @@ class LocalStore:
         """
         _check(tenant, app, key)
         with self._db.lock:  # held until the value is cached (see _load_latest)
-            with self._db.write() as c:
+            with self._write() as c:
                 self._current(c, tenant, app, key)
                 row = c.execute(
                     "SELECT data_key, sealed, deleted_at, destroyed FROM versions WHERE "
@@ -821,7 +871,7 @@ class LocalStore:
         changed: list[str] = []
         deleted: list[str] = []
         unchanged = 0
-        with self._db.write() as c:
+        with self._write() as c:
             rows = c.execute(
                 "SELECT s.key, s.origin, v.version, v.data_key, v.sealed, v.deleted_at FROM "
                 "secrets s JOIN versions v ON v.tenant = s.tenant AND v.app = s.app AND "
