@@ -385,7 +385,8 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
                    help="do not upper-case the names")
     p.add_argument("--pristine", action="store_true",
                    help="start from an empty environment (only the secrets)")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD",
+                   help="the command and its arguments, after '--'")
     _store_options(p)
     p.set_defaults(run="run")
 
