@@ -66,8 +66,9 @@ def test_backend_protocol_is_met_by_every_backend_module() -> None:
     from macula_secrets.backends import Backend
     from macula_secrets.backends.local import LocalBackend
     from macula_secrets.backends.sops import SopsBackend
+    from macula_secrets.backends.vault import VaultBackend
 
     methods = [n for n in dir(Backend) if not n.startswith("_")]
-    for cls in (LocalBackend, SopsBackend):
+    for cls in (LocalBackend, SopsBackend, VaultBackend):
         missing = [m for m in methods if not hasattr(cls, m)]
         assert not missing, (cls.__name__, missing)
