@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 from .._names import check_name
 from ..errors import ConfigError, NotFoundError
+from ._folder import default_identities, tenant_folder
 
 if TYPE_CHECKING:
     from ..records import VersionInfo
@@ -91,14 +92,9 @@ class SopsBackend:
     def __init__(self, folder: str | os.PathLike[str], *, tenant: str = "default",
                  identities: Unwrapper | None = None,
                  env: Mapping[str, str] | None = None) -> None:
-        root = os.fspath(folder)
-        self.folder = root if tenant == "default" else os.path.join(root, check_name("tenant",
-                                                                                     tenant))
+        self.folder = tenant_folder(folder, tenant)
         if identities is None:
-            from ..keys._discovery import IdentitySources
-
-            identities = IdentitySources.from_environment(
-                os.environ if env is None else env, os.path.expanduser("~"), read_passphrase=None)
+            identities = default_identities(env)
         self._identities = identities
         self._lock = threading.RLock()
         self._files: dict[str, tuple[tuple[int, int, int], SopsFile, dict[str, str]]] = {}

@@ -35,6 +35,9 @@ SOPS-compatible file commands (flags as sops names them):
   exec-env      run a command with the file's values in its environment
   exec-file     run a command with the decrypted file in a temporary file
 
+age-encrypted env files (<app>.env.age, whole-file age, readable by `age -d`):
+  envfile       encrypt, decrypt, edit
+
 Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   get / put     read or write one secret of an app
   list          apps, or the keys of an app
@@ -269,6 +272,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(run="exec-file")
     _add_store_commands(cmd, command)
     _add_audit_commands(cmd, command)
+    _add_envfile_commands(cmd, command)
     return parser
 
 
@@ -433,6 +437,75 @@ def _add_audit_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
     v.set_defaults(run="audit verify")
 
 
+def _add_recipient_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-r", "--recipient", action="append", metavar="RECIPIENT",
+                   help="encrypt to RECIPIENT: age1..., or an ssh-ed25519/ssh-rsa public key "
+                        "(repeatable)")
+    p.add_argument("-R", "--recipients-file", action="append", metavar="FILE",
+                   help="encrypt to the recipients in FILE, one per line; '#' lines are "
+                        "comments (repeatable)")
+
+
+def _add_envfile_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
+                          command: str | None) -> None:
+    p = cmd("envfile", "age-encrypted env files: encrypt, decrypt, edit",
+            "An env file is a .env (KEY=value lines, python-dotenv's rules) encrypted\n"
+            "whole with age, named <app>.env.age in the secrets folder. The real age\n"
+            "reads and writes the same files. Identities for decryption are found as\n"
+            "sops finds them (SOPS_AGE_KEY_FILE and friends).\n\n"
+            "examples:\n"
+            "  macula-secrets envfile encrypt -r age1... -o secrets/console.env.age console.env\n"
+            "  macula-secrets envfile decrypt secrets/console.env.age\n"
+            "  macula-secrets envfile edit -R recipients.txt secrets/console.env.age")
+    if command is not None and command != "envfile":
+        return
+    ops = p.add_subparsers(dest="envfile_command", metavar="OPERATION", parser_class=_Parser)
+    ops.required = True
+    e = ops.add_parser(
+        "encrypt", help="encrypt a .env file with age", formatter_class=_Formatter,
+        description="Encrypt FILE (it must parse as dotenv) to age recipients: -r and -R,\n"
+                    "else SOPS_AGE_RECIPIENTS (comma-separated). Binary age unless -a.\n"
+                    "Writes to stdout unless -o or -i; a new file gets mode 0600.\n\n"
+                    "examples:\n"
+                    "  macula-secrets envfile encrypt -r age1... -o console.env.age console.env\n"
+                    "  macula-secrets envfile encrypt -a -R recipients.txt -i console.env")
+    e.add_argument("file", metavar="FILE", help="the plaintext .env file")
+    _add_recipient_options(e)
+    e.add_argument("-a", "--armor", action="store_true",
+                   help="write ASCII-armored age (-----BEGIN AGE ENCRYPTED FILE-----)")
+    out = e.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", metavar="OUT", help="write to OUT (atomically)")
+    out.add_argument("-i", "--in-place", action="store_true",
+                     help="replace FILE with its encrypted form")
+    e.set_defaults(run="envfile encrypt")
+    d = ops.add_parser(
+        "decrypt", help="print a decrypted env file", formatter_class=_Formatter,
+        description="Decrypt FILE (binary or armored age) and print the .env text, or\n"
+                    "write it to OUT (mode 0600 if new). This is the plaintext: prefer\n"
+                    "`macula-secrets get` or `run` to reading it into a file.\n\n"
+                    "example:\n  macula-secrets envfile decrypt secrets/console.env.age")
+    d.add_argument("file", metavar="FILE", help="the age-encrypted env file")
+    d.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
+    d.set_defaults(run="envfile decrypt")
+    t = ops.add_parser(
+        "edit", help="edit an env file in $EDITOR", formatter_class=_Formatter,
+        description="Decrypt FILE into a 0600 file in a private 0700 temporary folder, open\n"
+                    "$SOPS_EDITOR or $EDITOR (else vim, nano or vi), check that the result\n"
+                    "parses as dotenv, and re-encrypt it atomically. The editor needs a\n"
+                    "file, so this is the one command that puts plaintext on disk; the\n"
+                    "folder is removed when the editor exits. An unchanged file is not\n"
+                    "rewritten. A missing FILE starts empty.\n\n"
+                    "age files do not record their recipients: give them again with -r/-R\n"
+                    "(or SOPS_AGE_RECIPIENTS), or the file could become unreadable to some.\n\n"
+                    "example:\n"
+                    "  macula-secrets envfile edit -R recipients.txt secrets/console.env.age")
+    t.add_argument("file", metavar="FILE", help="the age-encrypted env file")
+    _add_recipient_options(t)
+    t.add_argument("-a", "--armor", action="store_true",
+                   help="write ASCII-armored age (default: as FILE was; binary for a new one)")
+    t.set_defaults(run="envfile edit")
+
+
 _STORE_COMMANDS = frozenset((
     "get", "put", "delete", "undelete", "destroy", "list", "history", "rollback", "sync",
     "run", "key", "audit",
@@ -458,7 +531,7 @@ class _Stub:
 
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
-    "filestatus", "exec-env", "exec-file",
+    "filestatus", "exec-env", "exec-file", "envfile",
     *_STORE_COMMANDS,
 ))
 
@@ -495,6 +568,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import storecmds
 
             return storecmds.run(args)
+        if args.run.startswith("envfile "):
+            from . import envcmds
+
+            return envcmds.run(args)
         if args.run in ("exec-env", "exec-file"):
             from . import execcmds
 

@@ -347,6 +347,36 @@ class IdentitySources:
             FormatError, LimitError, IntegrityError: from
                 :func:`~macula_secrets.keys.age.unwrap_data_key`.
         """
+        return self._attempt(
+            lambda identities: _age.unwrap_data_key(enc, identities, recipient=recipient),
+            recipient=recipient, target=f"recipient {recipient}",
+        )
+
+    def decrypt(self, data: bytes, *, source: str,
+                max_size: int | None = _age.MAX_FILE_SIZE) -> bytes:
+        """Decrypt a whole age file (binary or armored) with every identity found.
+
+        For age-encrypted files that are not SOPS files (``<app>.env.age``).
+        An age file does not name its recipients, so ``SOPS_AGE_KEY_CMD`` runs
+        with an empty ``SOPS_AGE_RECIPIENT``. ``source`` names the file in
+        messages. The header is checked before any identity is loaded, so a
+        file that is not age fails as a format error, not as a missing key.
+
+        Raises:
+            FormatError, LimitError: not an age file, or over the limits of
+                :func:`~macula_secrets.keys.age.decrypt`.
+            NoMatchingKeyError: no identity was found, or none matches.
+            IntegrityError: an identity matched but the file failed to verify.
+        """
+        _age._inspect(data, max_size=max_size)
+        return self._attempt(
+            lambda identities: _age.decrypt(data, identities, max_size=max_size),
+            recipient="", target=source,
+        )
+
+    def _attempt(self, attempt: Callable[[list[AgeIdentity]], bytes], *, recipient: str,
+                 target: str) -> bytes:
+        """Run ``attempt`` with the plain identities, then with each unlocked file's."""
         static = self._load_static()
         command = self._run_command(recipient)
         errors = static.errors + command.errors
@@ -355,7 +385,7 @@ class IdentitySources:
         if identities:
             tried += len(identities)
             try:
-                return _age.unwrap_data_key(enc, identities, recipient=recipient)
+                return attempt(identities)
             except NoMatchingKeyError:
                 pass
         for locked in static.locked + command.locked:
@@ -368,7 +398,7 @@ class IdentitySources:
                 continue
             tried += len(unlocked)
             try:
-                return _age.unwrap_data_key(enc, unlocked, recipient=recipient)
+                return attempt(unlocked)
             except NoMatchingKeyError:
                 pass
         unused = static.unused + command.unused
@@ -377,10 +407,10 @@ class IdentitySources:
         default = self.default_key_file
         if default is not None and tried == 0 and not os.path.exists(default):
             unused.append(str(default))
-        raise self._failure(recipient, tried=tried, errors=errors, unused=unused)
+        raise self._failure(recipient, target=target, tried=tried, errors=errors, unused=unused)
 
     def _failure(
-        self, recipient: str, *, tried: int, errors: list[str], unused: list[str]
+        self, recipient: str, *, target: str, tried: int, errors: list[str], unused: list[str]
     ) -> NoMatchingKeyError:
         details = list(errors)
         if unused:
@@ -395,9 +425,11 @@ class IdentitySources:
                 message += f": did not find keys in {_locations(unused)}"
         else:
             plural = "identity" if tried == 1 else "identities"
-            message = f"no age identity matches recipient {recipient} (tried {tried} {plural})"
-        error = NoMatchingKeyError(message, recipients=[recipient], errors=details)
-        error.hint = f"put the identity for {recipient} in {where}"
+            message = f"no age identity matches {target} (tried {tried} {plural})"
+        error = NoMatchingKeyError(message, recipients=[recipient] if recipient else [],
+                                   errors=details)
+        wanted = f"the identity for {recipient}" if recipient else f"an identity for {target}"
+        error.hint = f"put {wanted} in {where}"
         return error
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "IdentitySources",
     "decrypt",
     "decrypt_with_passphrase",
+    "encrypt",
     "format_identity_file",
     "generate_identity",
     "parse_identities",
@@ -540,6 +541,24 @@ def unwrap_data_key(
         )
     body, _ = _inspect(data, max_size=None)
     return _decrypt(body, identities=identities, recipient=recipient)
+
+
+def encrypt(data: bytes, recipients: Sequence[AgeRecipient], *, armored: bool = False) -> bytes:
+    """Encrypt ``data`` as a whole age file to every one of ``recipients``.
+
+    Low level: most callers want :func:`wrap_data_key`. The result is a binary
+    age v1 file, or with ``armored`` the ASCII-armored form (``age -a``); the
+    real ``age -d`` reads both.
+
+    Raises:
+        ConfigError: ``recipients`` is empty.
+    """
+    if not recipients:
+        raise ConfigError("no age recipients to encrypt to")
+    result: bytes = pyrage.encrypt(
+        bytes(data), [recipient._pyrage for recipient in recipients], armored=armored
+    )
+    return result
 
 
 def decrypt(
