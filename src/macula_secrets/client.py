@@ -32,6 +32,8 @@ from .localstore.store import ABSENT, DELETED, LocalStore
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .backends import Backend
+    from .backends.envfile import EnvFileBackend
     from .backends.sops import SopsBackend
     from .records import SyncReport, VersionInfo
 
@@ -49,12 +51,14 @@ class Secrets:
     """
 
     def __init__(self, store: LocalStore, *, source: SopsBackend | None = None,
+                 envfiles: EnvFileBackend | None = None,
                  tenant: str = "default", config: Config | None = None,
                  _parent: Secrets | None = None) -> None:
         from ._names import check_name
 
         self._store = store
         self._source = source
+        self._envfiles = envfiles
         self.tenant = check_name("tenant", tenant)
         self.config = config
         self._parent = _parent
@@ -94,30 +98,38 @@ class Secrets:
             for app, limit in cfg.app_max_versions.items():
                 if store.get_max_versions(cfg.tenant, app) != limit:
                     store.set_max_versions(cfg.tenant, app, limit)
-            backend = None
+            backend = envfiles = None
             if cfg.source == "sops" and cfg.secrets_dir is not None:
+                from .backends._folder import default_identities
+                from .backends.envfile import EnvFileBackend
                 from .backends.sops import SopsBackend
 
                 source_env = dict(environ)
                 if cfg.age_key_file:
                     source_env["SOPS_AGE_KEY_FILE"] = cfg.age_key_file
-                backend = SopsBackend(cfg.secrets_dir, tenant=cfg.tenant, env=source_env)
+                identities = default_identities(source_env)
+                backend = SopsBackend(cfg.secrets_dir, tenant=cfg.tenant, identities=identities)
+                envfiles = EnvFileBackend(cfg.secrets_dir, tenant=cfg.tenant,
+                                          identities=identities)
         except BaseException:
             store.close()
             raise
-        return cls(store, source=backend, tenant=cfg.tenant, config=cfg)
+        return cls(store, source=backend, envfiles=envfiles, tenant=cfg.tenant, config=cfg)
 
     def with_tenant(self, tenant: str) -> Secrets:
         """The same store seen as another tenant (its own data keys and names)."""
-        source = None
+        source = envfiles = None
         if self._source is not None:
+            from .backends.envfile import EnvFileBackend
             from .backends.sops import SopsBackend
 
-            root = self.config.secrets_dir if self.config else None
-            source = SopsBackend(root or self._source.folder, tenant=tenant,
-                                 identities=self._source._identities)
-        return Secrets(self._store, source=source, tenant=tenant, config=self.config,
-                       _parent=self)
+            root = (self.config.secrets_dir if self.config else None) or self._source.folder
+            identities = self._source._identities
+            source = SopsBackend(root, tenant=tenant, identities=identities)
+            envfiles = EnvFileBackend(root, tenant=tenant,
+                                      identities=identities)  # type: ignore[arg-type]
+        return Secrets(self._store, source=source, envfiles=envfiles, tenant=tenant,
+                       config=self.config, _parent=self)
 
     def __repr__(self) -> str:
         return f"Secrets({self._store.path!r}, tenant={self.tenant!r})"
@@ -165,16 +177,25 @@ class Secrets:
             return default
         return default if old is None else old
 
+    def _file_backend(self, app: str) -> Backend | None:
+        """The backend holding the app's file: its sops file, else its ``.env.age`` file."""
+        if self._source is not None and self._source.has_app(app):
+            return self._source
+        if self._envfiles is not None and self._envfiles.has_app(app):
+            return self._envfiles
+        return None
+
     def _from_source(self, app: str, key: str) -> str | None:
-        if self._source is None:
+        backend = self._file_backend(app)
+        if backend is None:
             return None
-        value = self._source.get(app, key)
+        value = backend.get(app, key)
         if value is not None:
             from .errors import ConflictError
 
             # Another process may have cached it first: the value is the same file's.
             with contextlib.suppress(ConflictError):
-                self._store.put(self.tenant, app, key, value, cas=0, origin=self._source.name)
+                self._store.put(self.tenant, app, key, value, cas=0, origin=backend.name)
         return value
 
     def require(self, app: str, key: str, *, version: int | None = None) -> str:
@@ -196,11 +217,12 @@ class Secrets:
         service; ``sync`` reports the file); with nothing stored the error
         is raised, since there is nothing else to answer with.
         """
-        if self._source is None:
+        backend = self._file_backend(app)
+        if backend is None:
             return []
         known = {k for (_a, k) in self._store.origins(self.tenant, app)}
         try:
-            keys = self._source.list(app)
+            keys = backend.list(app)
         except (MaculaError, OSError):
             if known:
                 return []
@@ -228,7 +250,16 @@ class Secrets:
     # -- writes --------------------------------------------------------------------
 
     def _source_has(self, app: str) -> bool:
-        return self._source is not None and self._source.has_app(app)
+        """Whether the app has a sops file (writes go there); refuses read-only env files."""
+        if self._source is not None and self._source.has_app(app):
+            return True
+        if self._envfiles is not None and self._envfiles.has_app(app):
+            from .errors import PermissionDeniedError
+
+            raise PermissionDeniedError(
+                f"{app} comes from {self._envfiles.path_for(app)}, which is read-only",
+                hint="change it with 'macula-secrets envfile edit' and run sync")
+        return False
 
     def put(self, app: str, key: str, value: str, *, cas: int | None = None,
             _audit_as: tuple[str, int] | None = None) -> int:
@@ -323,7 +354,8 @@ class Secrets:
                               hint="set MACULA_SECRETS_DIR or secrets_dir in the configuration")
         from .sync import sync_folder
 
-        return sync_folder(self._store, self._source, tenant=self.tenant, progress=progress)
+        return sync_folder(self._store, self._source, tenant=self.tenant, progress=progress,
+                           envfiles=self._envfiles)
 
     def subscribe(self, app: str, callback: Callback, *, key: str | None = None,
                   interval: float = 0.05) -> Subscription:
@@ -348,6 +380,8 @@ class Secrets:
         if self._parent is None:
             if self._source is not None:
                 self._source.close()
+            if self._envfiles is not None:
+                self._envfiles.close()
             self._store.close()
 
 
