@@ -225,20 +225,22 @@ log_level     = "warn"
 
 
 @contextlib.contextmanager
-def start_raft(folder: str | os.PathLike[str], timeout: float = 60.0) -> Iterator[Server]:
+def start_raft(folder: str | os.PathLike[str], timeout: float = 60.0, *,
+               port: int | None = None) -> Iterator[Server]:
     """A durable single-node OpenBao with Raft storage in ``folder``.
 
     ``folder`` holds ``bao.hcl``, the Raft data in ``raft/`` and the unseal key
     and root token in ``init.json``. On first use the server is initialised
     (one key share), unsealed, left to elect itself (5-9 s) and given KV v2 at
     ``secret/``; started again on the same folder it is only unsealed. The
-    context yields once a KV write succeeds.
+    context yields once a KV write succeeds. ``port`` (default: a free one)
+    lets a restarted server keep its address.
     """
     folder = Path(folder)
     data = folder / "raft"
     data.mkdir(parents=True, exist_ok=True)
     init_file = folder / "init.json"
-    port, cluster_port = free_port(), free_port()
+    port, cluster_port = port or free_port(), free_port()
     while cluster_port == port:
         cluster_port = free_port()
     config = folder / "bao.hcl"

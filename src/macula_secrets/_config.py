@@ -15,6 +15,13 @@ Every setting has a default, so ``Secrets.open()`` works on a bare machine::
     [apps.console]
     max_versions = 20
 
+    [vault]                             # for source = "vault" (docs/vault.md)
+    address = "https://vault.example:8200"   # or a list; VAULT_ADDR / BAO_ADDR override
+    mount = "secret"
+    path = "macula/{app}/{key}"
+    refresh = 30                        # seconds a confirmed value is served without asking
+    max_stale = 3600                    # seconds a cached value may serve while unreachable
+
 Unknown settings are an error (a typo must not silently fall back to a
 default), named with the file they came from.
 """
@@ -29,12 +36,37 @@ from typing import Final
 from . import _env
 from .errors import ConfigError
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "VaultConfig", "load_config"]
 
 _KNOWN: Final = frozenset({"home", "secrets_dir", "source", "tenant", "max_versions",
-                           "max_value_size", "age_key_file", "apps"})
+                           "max_value_size", "age_key_file", "apps", "vault"})
 _APP_KNOWN: Final = frozenset({"max_versions"})
-SOURCES: Final = ("sops", "none")
+_VAULT_KNOWN: Final = frozenset({"address", "mount", "path", "namespace", "token_file",
+                                 "role_id_file", "secret_id_file", "ca_cert", "refresh",
+                                 "max_stale", "timeout", "max_attempts"})
+SOURCES: Final = ("sops", "vault", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class VaultConfig:
+    """The ``[vault]`` table, with ``VAULT_ADDR`` / ``BAO_ADDR`` over its address."""
+
+    addresses: tuple[str, ...] = ()
+    mount: str = "secret"
+    path: str = "macula/{app}/{key}"
+    namespace: str | None = None
+    token_file: str | None = None
+    role_id_file: str | None = None
+    secret_id_file: str | None = None
+    ca_cert: str | None = None
+    refresh: float = 30.0
+    """Seconds a value confirmed with Vault is served without asking again."""
+    max_stale: float = 3600.0
+    """Seconds a cached value may be served while Vault is unreachable (0: never)."""
+    timeout: float = 10.0
+    """Seconds per HTTP request."""
+    max_attempts: int = 3
+    """Attempts per request for transient failures (the backend's RetryPolicy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +82,8 @@ class Config:
     age_key_file: str | None = None
     app_max_versions: dict[str, int] = field(default_factory=dict)
     config_file: str | None = None
+    vault: VaultConfig | None = None
+    """The vault settings when ``source`` is ``vault`` (else ``None``)."""
 
     @property
     def store_path(self) -> str:
@@ -112,6 +146,64 @@ def _int(value: object, name: str, where: str, *, minimum: int = 1) -> int:
     return number
 
 
+def _seconds(value: object, name: str, where: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 \
+            or (positive and value == 0):
+        least = "more than 0" if positive else "0 or more"
+        raise ConfigError(f"{where}: vault.{name} must be a number of seconds ({least})")
+    return float(value)
+
+
+def _vault_config(data: object, env: Mapping[str, str], where: str) -> VaultConfig:
+    """The ``[vault]`` table checked, with the address from the environment over it."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: [vault] must be a table")
+    unknown = set(data) - _VAULT_KNOWN
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r} in [vault]",
+                          hint="known settings: " + ", ".join(sorted(_VAULT_KNOWN)))
+    text: dict[str, str | None] = {}
+    for name in ("mount", "path", "namespace", "token_file", "role_id_file",
+                 "secret_id_file", "ca_cert"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: vault.{name} must be a string")
+        text[name] = value
+    if (text["role_id_file"] is None) != (text["secret_id_file"] is None):
+        raise ConfigError(f"{where}: vault.role_id_file and vault.secret_id_file go together "
+                          "(AppRole)")
+    raw = data.get("address")
+    addresses: tuple[str, ...]
+    if raw is None:
+        addresses = ()
+    elif isinstance(raw, str):
+        addresses = (raw,)
+    elif isinstance(raw, list) and raw and all(isinstance(a, str) for a in raw):
+        addresses = tuple(raw)
+    else:
+        raise ConfigError(f"{where}: vault.address must be a string or a list of strings")
+    env_address = env.get(_env.VAULT_ADDR) or env.get(_env.BAO_ADDR)
+    if env_address:
+        addresses = (env_address,)
+    defaults = VaultConfig()
+    return VaultConfig(
+        addresses=addresses,
+        mount=text["mount"] or defaults.mount,
+        path=text["path"] or defaults.path,
+        namespace=text["namespace"] or None,
+        token_file=text["token_file"],
+        role_id_file=text["role_id_file"],
+        secret_id_file=text["secret_id_file"],
+        ca_cert=text["ca_cert"],
+        refresh=_seconds(data.get("refresh", defaults.refresh), "refresh", where),
+        max_stale=_seconds(data.get("max_stale", defaults.max_stale), "max_stale", where),
+        timeout=_seconds(data.get("timeout", defaults.timeout), "timeout", where,
+                         positive=True),
+        max_attempts=_int(data.get("max_attempts", defaults.max_attempts),
+                          "vault.max_attempts", where),
+    )
+
+
 def load_config(
     env: Mapping[str, str] | None = None,
     *,
@@ -156,6 +248,14 @@ def load_config(
         src = "sops" if sdir else "none"
     if src not in SOURCES:
         raise ConfigError(f"{where}: source must be one of {', '.join(SOURCES)}, not {src!r}")
+    vault = None
+    if src == "vault" or "vault" in data:
+        vault = _vault_config(data.get("vault", {}), env, where)
+        if src == "vault" and not vault.addresses:
+            raise ConfigError("source is vault but no vault address is configured",
+                              hint=f"set address in [vault], or {_env.VAULT_ADDR}")
+        if src != "vault":
+            vault = None
     if src == "sops" and sdir is None:
         raise ConfigError("source is sops but no secrets folder is configured",
                           hint=f"set secrets_dir, or {_env.MACULA_SECRETS_DIR}")
@@ -183,4 +283,5 @@ def load_config(
             app_max[app] = _int(settings["max_versions"], f"apps.{app}.max_versions", where)
     return Config(home=os.path.abspath(home_value), secrets_dir=sdir, source=src, tenant=ten,
                   max_versions=max_versions, max_value_size=max_value_size,
-                  age_key_file=age_key_file, app_max_versions=app_max, config_file=path)
+                  age_key_file=age_key_file, app_max_versions=app_max, config_file=path,
+                  vault=vault)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from typing import Final
 
 __all__ = [
+    "BAO_ADDR",
     "MACULA_DEBUG",
     "MACULA_MAX_INPUT_SIZE",
     "MACULA_SECRETS_CONFIG",
@@ -30,6 +31,7 @@ __all__ = [
     "SOPS_AGE_RECIPIENT",
     "SOPS_AGE_RECIPIENTS",
     "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+    "VAULT_ADDR",
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
 ]
@@ -117,3 +119,13 @@ MACULA_SECRETS_MAX_VALUE_SIZE: Final = "MACULA_SECRETS_MAX_VALUE_SIZE"
 
 XDG_DATA_HOME: Final = "XDG_DATA_HOME"
 """Base of the default home, ``$XDG_DATA_HOME/macula-secrets``."""
+
+VAULT_ADDR: Final = "VAULT_ADDR"
+"""Address of the Vault server for ``source = "vault"``; overrides ``[vault] address``.
+
+The token comes from ``VAULT_TOKEN`` or ``BAO_TOKEN`` unless ``token_file`` or
+AppRole files are configured (see :mod:`macula_secrets.backends.vault`).
+"""
+
+BAO_ADDR: Final = "BAO_ADDR"
+"""OpenBao's name for ``VAULT_ADDR``; used when ``VAULT_ADDR`` is unset or empty."""

@@ -6,6 +6,11 @@ the store. Writes go to the source first, then the store, under the store's
 write lock. Version history, rollback, soft delete and destroy are the
 store's (sops files have no versions; git has them).
 
+With ``source = "vault"`` the store is a cache of Vault instead: a value is
+served from it while Vault confirmed it less than ``refresh`` seconds ago,
+and while Vault is unreachable for up to ``max_stale`` seconds (marked
+stale); writes and version numbers are Vault's (docs/vault.md).
+
 Example::
 
     from macula_secrets import Secrets
@@ -21,6 +26,7 @@ import builtins
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -32,15 +38,18 @@ from .localstore.store import ABSENT, DELETED, LocalStore
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from ._vaultsource import VaultSource
     from .backends import Backend
     from .backends.envfile import EnvFileBackend
     from .backends.sops import SopsBackend
-    from .records import SyncReport, VersionInfo
+    from .records import SecretEntry, SyncReport, VersionInfo
 
 __all__ = ["Secrets", "Subscription"]
 
 Callback = Callable[[str, str, int], None]
 """``callback(app, key, version)``: called after a change to a key is committed."""
+
+_monotonic = time.monotonic
 
 
 class Secrets:
@@ -51,7 +60,7 @@ class Secrets:
     """
 
     def __init__(self, store: LocalStore, *, source: SopsBackend | None = None,
-                 envfiles: EnvFileBackend | None = None,
+                 envfiles: EnvFileBackend | None = None, vault: VaultSource | None = None,
                  tenant: str = "default", config: Config | None = None,
                  _parent: Secrets | None = None) -> None:
         from ._names import check_name
@@ -59,6 +68,7 @@ class Secrets:
         self._store = store
         self._source = source
         self._envfiles = envfiles
+        self._vault = vault
         self.tenant = check_name("tenant", tenant)
         self.config = config
         self._parent = _parent
@@ -98,8 +108,10 @@ class Secrets:
             for app, limit in cfg.app_max_versions.items():
                 if store.get_max_versions(cfg.tenant, app) != limit:
                     store.set_max_versions(cfg.tenant, app, limit)
-            backend = envfiles = None
-            if cfg.source == "sops" and cfg.secrets_dir is not None:
+            backend = envfiles = vault = None
+            if cfg.source == "vault" and cfg.vault is not None:
+                vault = _open_vault(cfg, environ)
+            elif cfg.source == "sops" and cfg.secrets_dir is not None:
                 from .backends._folder import default_identities
                 from .backends.envfile import EnvFileBackend
                 from .backends.sops import SopsBackend
@@ -114,10 +126,24 @@ class Secrets:
         except BaseException:
             store.close()
             raise
-        return cls(store, source=backend, envfiles=envfiles, tenant=cfg.tenant, config=cfg)
+        return cls(store, source=backend, envfiles=envfiles, vault=vault, tenant=cfg.tenant,
+                   config=cfg)
 
     def with_tenant(self, tenant: str) -> Secrets:
-        """The same store seen as another tenant (its own data keys and names)."""
+        """The same store seen as another tenant (its own data keys and names).
+
+        Raises:
+            ConfigError: the source is Vault, whose tenant is its namespace (open
+                another ``Secrets`` with that namespace instead).
+        """
+        if self._vault is not None:
+            if tenant == self.tenant:
+                return Secrets(self._store, vault=self._vault, tenant=tenant,
+                               config=self.config, _parent=self)
+            from .errors import ConfigError
+
+            raise ConfigError("a vault source serves one tenant (its namespace)",
+                              hint="open another Secrets with [vault] namespace set")
         source = envfiles = None
         if self._source is not None:
             from .backends.envfile import EnvFileBackend
@@ -157,25 +183,70 @@ class Secrets:
             version: int | None = None) -> str | None:
         """The value of ``key`` (latest, or ``version``), or ``default`` when there is none.
 
-        A deleted or destroyed version reads as absent.
+        A deleted or destroyed version reads as absent. With a vault source,
+        ``version`` is Vault's KV version, read from Vault.
 
         Raises:
             ConfigError: ``app`` or ``key`` is not a valid name.
             IntegrityError: the stored ciphertext was tampered with.
+            UnavailableError: (vault source) Vault is unreachable and the cached
+                copy is older than ``max_stale``, or there is none.
         """
         if version is None:
             hit = self._store.lookup(self.tenant, app, key)
-            if hit.__class__ is str:
-                return hit
-            if hit is DELETED:
-                return default
-            value = self._from_source(app, key)
+            vault = self._vault
+            if vault is None:
+                if hit.__class__ is str:
+                    return hit
+                if hit is DELETED:
+                    return default
+                value = self._from_source(app, key)
+                return default if value is None else value
+            cur = hit if hit.__class__ is str else None
+            seen = vault.confirmed.get((app, key))
+            if seen is not None and seen[1] == cur and _monotonic() < seen[0]:
+                return default if cur is None else cur
+            value = vault.read(self._store, self.tenant, app, key, cur)[0]
             return default if value is None else value
+        if self._vault is not None:
+            old = self._vault.backend.get(app, key, version=version)
+            return default if old is None else old
         try:
             old = self._store.read_version(self.tenant, app, key, version)[1]
         except NotFoundError:
             return default
         return default if old is None else old
+
+    def get_entry(self, app: str, key: str) -> SecretEntry | None:
+        """The latest value with its store version and whether it is stale, or ``None``.
+
+        ``entry.stale`` is true when Vault could not be reached and the
+        cached copy was served (within ``max_stale``); ``entry.source`` is
+        ``"vault"`` for a value Vault confirmed within ``refresh`` seconds,
+        else ``"store"``.
+        """
+        from .records import SecretEntry
+
+        vault = self._vault
+        if vault is None:
+            value = self.get(app, key)
+            stale, where = False, "store"
+        else:
+            cur = self._current(app, key)
+            seen = vault.confirmed.get((app, key))
+            if seen is not None and seen[1] == cur and _monotonic() < seen[0]:
+                value, stale = cur, False
+            else:
+                value, stale = vault.read(self._store, self.tenant, app, key, cur)
+            where = "store" if stale else "vault"
+        if value is None:
+            return None
+        return SecretEntry(value, self._store.current_version(self.tenant, app, key),
+                           stale=stale, source=where)
+
+    def _current(self, app: str, key: str) -> str | None:
+        hit = self._store.lookup(self.tenant, app, key)
+        return hit if isinstance(hit, str) else None
 
     def _file_backend(self, app: str) -> Backend | None:
         """The backend holding the app's file: its sops file, else its ``.env.age`` file."""
@@ -203,6 +274,8 @@ class Secrets:
         value = self.get(app, key, version=version)
         if value is None:
             where = [f"the store {self._store.path}"]
+            if self._vault is not None:
+                where.append(f"vault at {self._vault.address}")
             if self._source is not None:
                 where.append(f"the secrets folder {self._source.folder}")
             what = f"{app}/{key}" + (f" version {version}" if version is not None else "")
@@ -231,18 +304,36 @@ class Secrets:
 
     def list(self, app: str) -> builtins.list[str]:
         """Sorted names of the app's live keys (the store's and the source's)."""
+        if self._vault is not None:
+            return sorted(self.load_all(app))
         keys = set(self._store.list_keys(self.tenant, app))
         keys.update(self._unseen_source_keys(app))
         return sorted(keys)
 
     def load_all(self, app: str) -> dict[str, str]:
-        """Every live key of the app with its latest value."""
+        """Every live key of the app with its latest value.
+
+        With a vault source: Vault's keys (one LIST, concurrent reads), which
+        the store is brought in line with; while Vault is unreachable, the
+        store's within ``max_stale`` (else ``UnavailableError``).
+        """
+        if self._vault is not None:
+            return self._vault.load_all(self._store, self.tenant, app)[0]
         for key in self._unseen_source_keys(app):
             self._from_source(app, key)
         return self._store.load_all(self.tenant, app)
 
     def history(self, app: str, key: str) -> builtins.list[VersionInfo]:
-        """Every kept version of ``key``, oldest first; ``NotFoundError`` for an unknown key."""
+        """Every kept version of ``key``, oldest first; ``NotFoundError`` for an unknown key.
+
+        With a vault source these are Vault's KV versions (read from Vault).
+        """
+        if self._vault is not None:
+            versions = self._vault.backend.versions(app, key)
+            if not versions:
+                raise NotFoundError(f"{app}/{key} does not exist in vault at "
+                                    f"{self._vault.address}")
+            return versions
         if self._store.lookup(self.tenant, app, key) is ABSENT:
             self._from_source(app, key)
         return self._store.history(self.tenant, app, key)
@@ -270,10 +361,22 @@ class Secrets:
         commits. ``cas=N`` writes only if the current version is N (0: only
         if the key does not exist yet).
 
+        With a vault source the value goes to Vault first, then the store,
+        and the result (and ``cas``) is Vault's KV version; the store's own
+        version number may differ.
+
         Raises:
             ConflictError: ``cas`` did not match.
             LimitError: the value is larger than ``max_value_size``.
+            UnavailableError: (vault source) Vault is unreachable; nothing is stored.
         """
+        if self._vault is not None:
+            self._store._encode(self.tenant, app, key, value)  # type and size, before Vault
+            version = self._vault.backend.put(app, key, value, cas=cas)
+            self._store.put(self.tenant, app, key, value, origin="vault", audit_as=_audit_as)
+            self._vault.confirm(self._store, self.tenant, app, key, value, cur=value,
+                                stored=True)
+            return version
         if self._source_has(app):
             source = self._source
             assert source is not None  # noqa: S101 - checked by _source_has
@@ -286,10 +389,19 @@ class Secrets:
         """Soft-delete the latest version (or ``versions``); ``undelete`` brings it back.
 
         Deleting the latest version also removes the key from the app's sops file.
+        With a vault source, ``versions`` are Vault's; Vault changes first and
+        the store follows its latest value.
 
         Raises:
             NotFoundError: the key does not exist.
         """
+        if self._vault is not None:
+            if versions is None:
+                self._vault.backend.delete(app, key)
+            else:
+                self._vault.backend.delete_versions(app, key, builtins.list(versions))
+            self._follow_vault(app, key)
+            return
         if versions is None and self._source_has(app):
             assert self._source is not None  # noqa: S101
             if key in self._source.list(app):
@@ -299,7 +411,20 @@ class Secrets:
         self._store.delete(self.tenant, app, key, versions)
 
     def undelete(self, app: str, key: str, *, versions: Iterable[int] | None = None) -> None:
-        """Undo a soft delete of the latest version (or ``versions``)."""
+        """Undo a soft delete of the latest version (or ``versions``).
+
+        With a vault source, ``versions`` are Vault's; the store gets the
+        restored latest value as a new version.
+        """
+        if self._vault is not None:
+            backend = self._vault.backend
+            targets = (builtins.list(versions) if versions is not None
+                       else [backend.current_version(app, key)])
+            if targets == [0]:
+                raise NotFoundError(f"{app}/{key} does not exist in vault at {backend.address}")
+            backend.undelete(app, key, targets)
+            self._follow_vault(app, key)
+            return
         self._store.undelete(self.tenant, app, key, versions)
         if versions is None and self._source_has(app):
             value = self._store.lookup(self.tenant, app, key)
@@ -308,15 +433,37 @@ class Secrets:
                 self._source.put(app, key, value)
 
     def destroy(self, app: str, key: str, versions: Iterable[int]) -> None:
-        """Erase the ciphertext of ``versions`` for good (their records stay)."""
+        """Erase the ciphertext of ``versions`` for good (their records stay).
+
+        With a vault source, ``versions`` are Vault's; store versions holding
+        the same values (those Vault could still show) are destroyed too.
+        """
+        if self._vault is not None:
+            backend = self._vault.backend
+            targets = builtins.list(versions)
+            values = {v for v in (backend.get(app, key, version=n) for n in targets)
+                      if v is not None}
+            backend.destroy(app, key, targets)
+            if values and self._store.current_version(self.tenant, app, key):
+                self._store.destroy_values(self.tenant, app, key, values)
+            self._follow_vault(app, key)
+            return
         self._store.destroy(self.tenant, app, key, versions)
 
     def rollback(self, app: str, key: str, version: int) -> int:
         """Make the value of ``version`` current again, as a new version; return its number.
 
+        With a vault source, ``version`` and the result are Vault's KV versions.
+
         Raises:
             NotFoundError: no such version, or it is deleted or destroyed.
         """
+        if self._vault is not None:
+            old = self._vault.backend.get(app, key, version=version)
+            if old is None:
+                raise NotFoundError(f"{app}/{key} version {version} is not live in vault at "
+                                    f"{self._vault.address}")
+            return self.put(app, key, old, _audit_as=("rollback", version))
         if self._source_has(app):
             current = self._store.current_version(self.tenant, app, key)
             _info, value = self._store.read_version(self.tenant, app, key, version)
@@ -325,6 +472,13 @@ class Secrets:
                 return self._store.rollback(self.tenant, app, key, version)
             return self.put(app, key, value, cas=current, _audit_as=("rollback", version))
         return self._store.rollback(self.tenant, app, key, version)
+
+    def _follow_vault(self, app: str, key: str) -> None:
+        """After a change in Vault: the store takes Vault's latest value (or deletes its copy)."""
+        assert self._vault is not None  # noqa: S101
+        value = self._vault.backend.get(app, key)
+        self._vault.confirm(self._store, self.tenant, app, key, value,
+                            cur=self._current(app, key))
 
     def set_max_versions(self, app: str, max_versions: int | None) -> None:
         """Versions kept per key of ``app`` (``None``: the store default, 10)."""
@@ -382,7 +536,26 @@ class Secrets:
                 self._source.close()
             if self._envfiles is not None:
                 self._envfiles.close()
+            if self._vault is not None:
+                self._vault.backend.close()
             self._store.close()
+
+
+def _open_vault(cfg: Config, environ: Mapping[str, str]) -> VaultSource:
+    """The vault source of ``[vault]`` (the token from ``environ`` unless a file gives it)."""
+    from ._vaultsource import VaultSource
+    from .backends.vault import AppRole, RetryPolicy, VaultBackend
+
+    v = cfg.vault
+    assert v is not None  # noqa: S101 - load_config sets it for source = "vault"
+    approle = None
+    if v.role_id_file is not None and v.secret_id_file is not None:
+        approle = AppRole(v.role_id_file, v.secret_id_file)
+    backend = VaultBackend(builtins.list(v.addresses), mount=v.mount, path_template=v.path,
+                           namespace=v.namespace, token_file=v.token_file, approle=approle,
+                           env=environ, verify=v.ca_cert or True, timeout=v.timeout,
+                           retry=RetryPolicy(max_attempts=v.max_attempts))
+    return VaultSource(backend, refresh=v.refresh, max_stale=v.max_stale)
 
 
 def _ignore(_result: object) -> None:

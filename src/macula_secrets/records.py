@@ -1,7 +1,7 @@
-"""Plain records the API returns: a version's metadata, a sync's outcome.
+"""Plain records the API returns: a version's metadata, a sync's outcome, an entry.
 
-Values, not behaviour: frozen and slotted, safe to log (they never hold a
-secret value).
+Values, not behaviour: frozen and slotted, safe to log (only
+:class:`SecretEntry` holds a secret value, and its repr leaves it out).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-__all__ = ["AppSync", "SyncReport", "VersionInfo"]
+__all__ = ["AppSync", "SecretEntry", "SyncReport", "VersionInfo"]
 
 VersionState = Literal["live", "deleted", "destroyed"]
 
@@ -42,6 +42,27 @@ class VersionInfo:
             "current": self.current,
             "state": self.state,
         }
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class SecretEntry:
+    """A value with where it came from: what ``Secrets.get_entry`` returns.
+
+    ``stale`` is true when the source (Vault) could not be reached and the
+    node's cached copy was served instead. ``source`` is ``"vault"`` for a
+    value Vault confirmed within ``refresh`` seconds, else ``"store"``.
+    ``version`` is the store's version number (not Vault's KV version).
+    The repr leaves the value out.
+    """
+
+    value: str
+    version: int
+    stale: bool = False
+    source: str = "store"
+
+    def __repr__(self) -> str:
+        return (f"SecretEntry(value=***, version={self.version}, stale={self.stale}, "
+                f"source={self.source!r})")
 
 
 def from_timestamp(ts: float | None) -> datetime | None:

@@ -185,7 +185,7 @@ def test_bad_toml_names_the_file(cwd: Path) -> None:
     ('max_versions = "ten"\n', "max_versions"),
     ("max_versions = true\n", "max_versions"),
     ("max_value_size = -1\n", "max_value_size"),
-    ('source = "vault"\n', "source"),
+    ('source = "consul"\n', "source"),
     ("home = 5\n", "home"),
     ("tenant = []\n", "tenant"),
     ("age_key_file = 1\n", "age_key_file"),
@@ -259,3 +259,111 @@ def test_a_relative_secrets_dir_is_made_absolute(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     cfg = load_config({"MACULA_SECRETS_DIR": "gitops/secrets"}, home=str(tmp_path / "h"))
     assert cfg.secrets_dir == str(tmp_path / "gitops" / "secrets")
+
+
+# -- [vault] --------------------------------------------------------------------------
+
+
+def test_vault_table_with_defaults(cwd: Path) -> None:
+    write_toml(cwd / "macula-secrets.toml",
+               'source = "vault"\n[vault]\naddress = "http://127.0.0.1:8200"\n')
+    cfg = load_config({})
+    assert cfg.source == "vault"
+    assert cfg.vault is not None
+    assert cfg.vault.addresses == ("http://127.0.0.1:8200",)
+    assert cfg.vault.mount == "secret"
+    assert cfg.vault.path == "macula/{app}/{key}"
+    assert cfg.vault.namespace is None
+    assert (cfg.vault.refresh, cfg.vault.max_stale) == (30.0, 3600.0)
+    assert (cfg.vault.timeout, cfg.vault.max_attempts) == (10.0, 3)
+
+
+def test_vault_table_in_full(cwd: Path) -> None:
+    write_toml(cwd / "macula-secrets.toml", """\
+source = "vault"
+[vault]
+address = ["https://a:8200", "https://b:8200"]
+mount = "kv"
+path = "apps/{app}/{key}"
+namespace = "team"
+token_file = "/run/vault/token"
+role_id_file = "/etc/role_id"
+secret_id_file = "/etc/secret_id"
+ca_cert = "/etc/ca.pem"
+refresh = 0.5
+max_stale = 0
+timeout = 2
+max_attempts = 1
+""")
+    v = load_config({}).vault
+    assert v is not None
+    assert v.addresses == ("https://a:8200", "https://b:8200")
+    assert (v.mount, v.path, v.namespace) == ("kv", "apps/{app}/{key}", "team")
+    assert (v.token_file, v.role_id_file, v.secret_id_file, v.ca_cert) == (
+        "/run/vault/token", "/etc/role_id", "/etc/secret_id", "/etc/ca.pem")
+    assert (v.refresh, v.max_stale, v.timeout, v.max_attempts) == (0.5, 0.0, 2.0, 1)
+
+
+def test_vault_address_from_the_environment(cwd: Path) -> None:
+    write_toml(cwd / "macula-secrets.toml", '[vault]\naddress = "http://toml:8200"\n')
+    cfg = load_config({"MACULA_SECRETS_SOURCE": "vault", "BAO_ADDR": "http://bao:8200"})
+    assert cfg.vault is not None and cfg.vault.addresses == ("http://bao:8200",)
+    cfg = load_config({"MACULA_SECRETS_SOURCE": "vault", "BAO_ADDR": "http://bao:8200",
+                       "VAULT_ADDR": "http://vault:8200"})
+    assert cfg.vault is not None and cfg.vault.addresses == ("http://vault:8200",)
+    # No table at all: the environment is enough.
+    (cwd / "macula-secrets.toml").unlink()
+    cfg = load_config({"VAULT_ADDR": "http://v:8200"}, source="vault")
+    assert cfg.vault is not None and cfg.vault.addresses == ("http://v:8200",)
+
+
+def test_vault_table_is_ignored_for_other_sources(cwd: Path) -> None:
+    write_toml(cwd / "macula-secrets.toml", '[vault]\naddress = "http://a:8200"\n')
+    assert load_config({}).vault is None
+
+
+def test_vault_source_needs_an_address() -> None:
+    with pytest.raises(ConfigError, match="no vault address") as info:
+        load_config({}, source="vault")
+    assert info.value.hint is not None and "VAULT_ADDR" in info.value.hint
+
+
+def test_unknown_vault_setting_is_named(cwd: Path) -> None:
+    path = write_toml(cwd / "macula-secrets.toml",
+                      'source = "vault"\n[vault]\naddress = "http://a"\nrefesh = 3\n')
+    with pytest.raises(ConfigError) as info:
+        load_config({})
+    assert "'refesh'" in str(info.value) and "[vault]" in str(info.value)
+    assert str(path) in str(info.value)
+    assert info.value.hint is not None and "refresh" in info.value.hint
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ('vault = "x"', "[vault] must be a table"),
+    ('[vault]\naddress = 3', "vault.address must be a string or a list"),
+    ('[vault]\naddress = []', "vault.address must be a string or a list"),
+    ('[vault]\nmount = 1', "vault.mount must be a string"),
+    ('[vault]\nrefresh = -1', "vault.refresh must be a number of seconds"),
+    ('[vault]\nmax_stale = "1h"', "vault.max_stale must be a number of seconds"),
+    ('[vault]\nmax_stale = true', "vault.max_stale must be a number of seconds"),
+    ('[vault]\ntimeout = 0', "vault.timeout must be a number of seconds (more than 0)"),
+    ('[vault]\nmax_attempts = 0', "vault.max_attempts must be a whole number"),
+    ('[vault]\nrole_id_file = "/r"', "go together"),
+])
+def test_malformed_vault_settings(cwd: Path, text: str, fragment: str) -> None:
+    write_toml(cwd / "macula-secrets.toml", 'source = "vault"\n' + text + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config({"VAULT_ADDR": "http://a:8200"})
+    assert fragment in str(info.value)
+
+
+def test_open_with_a_vault_source_builds_the_backend(tmp_path: Path) -> None:
+    env = {"VAULT_ADDR": "http://127.0.0.1:1", "VAULT_TOKEN": "t"}
+    with Secrets.open(home=tmp_path / "home", source="vault", env=env) as secrets:
+        vault = secrets._vault
+        assert vault is not None
+        assert vault.address == "http://127.0.0.1:1"
+        assert (vault.refresh, vault.max_stale) == (30.0, 3600.0)
+        assert secrets.source is None
+    with pytest.raises(ConfigError, match="no vault token"):
+        Secrets.open(home=tmp_path / "home", source="vault", env={"VAULT_ADDR": "http://a:1"})

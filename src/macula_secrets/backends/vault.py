@@ -23,8 +23,9 @@ imported here and nowhere else, and their errors are translated into
 :mod:`macula_secrets.errors` in one place, :func:`_translate`.
 
 This module needs the ``vault`` extra (``pip install 'macula-secrets[vault]'``).
-Not done yet: client certificates, several addresses (HA failover) and
-serving cached values while Vault is unreachable.
+Serving cached values while Vault is unreachable is ``Secrets``' job
+(``source = "vault"``; see docs/vault.md). Not done yet: client
+certificates, several addresses (HA failover).
 """
 
 from __future__ import annotations
@@ -276,6 +277,18 @@ class VaultBackend:
         self._call(lambda c: c.secrets.kv.v2.delete_secret_versions(
             path, versions=[current], mount_point=self.mount),
             f"{self.mount}/delete/{path}", idempotent=False)
+
+    def delete_versions(self, app: str, key: str, versions: Sequence[int]) -> None:
+        """Soft-delete the given ``versions`` of a key (``delete`` takes the latest)."""
+        path = self.path_of(app, key)
+        self._call(lambda c: c.secrets.kv.v2.delete_secret_versions(
+            path, versions=list(versions), mount_point=self.mount),
+            f"{self.mount}/delete/{path}", idempotent=False)
+
+    def current_version(self, app: str, key: str) -> int:
+        """The key's latest KV version (0 when it has none)."""
+        meta = self._metadata(self.path_of(app, key))
+        return 0 if meta is None else int(meta.get("current_version") or 0)
 
     def undelete(self, app: str, key: str, versions: Sequence[int]) -> None:
         """Restore soft-deleted ``versions`` of a key (destroyed ones stay gone)."""

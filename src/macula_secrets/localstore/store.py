@@ -572,6 +572,14 @@ class LocalStore:
                 self._versions[(tenant, app, key)] = version
         return out
 
+    def updated_at(self, tenant: str, app: str, key: str) -> float | None:
+        """When the key last got a new version (a Unix time), or ``None`` if it does not exist."""
+        _check(tenant, app, key)
+        with self._db.read() as c:
+            row = c.execute("SELECT updated_at FROM secrets WHERE tenant = ? AND app = ? AND "
+                            "key = ?", (tenant, app, key)).fetchone()
+        return None if row is None else float(row[0])
+
     def origins(self, tenant: str, app: str | None = None) -> dict[tuple[str, str], str]:
         """``{(app, key): origin}`` for every key of a tenant (or of one app)."""
         with self._db.read() as c:
@@ -729,15 +737,18 @@ class LocalStore:
         return None if self.audit is None else self.audit.value_hmac(value)
 
     def audit_read(self, tenant: str, app: str, key: str, *, version: int | None = None,
-                   result: str = "ok") -> None:
+                   result: str = "ok", via: str | None = None) -> None:
         """Record a read (the command line and the server do; in-process reads do not).
+
+        ``result="stale", via="vault"``: a cached value was served because
+        the source (Vault) could not be reached.
 
         Raises:
             UnavailableError: the audit log cannot be written: do not hand the value out.
         """
         if self.audit is not None:
             self.audit.append("read", tenant=tenant, app=app, key=key, version=version,
-                              result=result)
+                              via=via, result=result)
 
     def set_max_versions(self, tenant: str, app: str, max_versions: int | None) -> None:
         """Versions kept per key of this app (``None``: the store's default).
@@ -804,6 +815,25 @@ class LocalStore:
                           "UPDATE versions SET sealed = NULL, data_key = NULL, destroyed = 1 "
                           "WHERE tenant = ? AND app = ? AND key = ? AND version = ? AND "
                           "destroyed = 0")
+
+    def destroy_values(self, tenant: str, app: str, key: str, values: Iterable[str]
+                       ) -> list[int]:
+        """Destroy every kept version (live or deleted) whose value is one of ``values``.
+
+        For a source whose versions are not the store's (Vault): destroying
+        a value there must not leave its ciphertext here.
+        """
+        _check(tenant, app, key)
+        wanted = set(values)
+        if not wanted:
+            return []
+        with self._db.read() as c:
+            rows = c.execute(
+                "SELECT version, data_key, sealed FROM versions WHERE tenant = ? AND app = ? "
+                "AND key = ? AND sealed IS NOT NULL", (tenant, app, key)).fetchall()
+            hits = [v for v, dk_id, sealed in rows
+                    if self._open(c, tenant, app, key, v, dk_id, sealed) in wanted]
+        return self.destroy(tenant, app, key, hits) if hits else []
 
     def purge(self, tenant: str, app: str, key: str) -> None:
         """Remove a key with every version and its metadata (Vault's metadata delete)."""

