@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from . import exitcodes as X
-from .output import CommandError, note
+from .output import CommandError
 
 if TYPE_CHECKING:
     from ..keys._discovery import IdentitySources
@@ -118,15 +118,9 @@ def _decrypt(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace) -> int:
-    import hashlib
-    import shutil
-    import subprocess
-    import tempfile
-
     from .._fs import atomic_write
     from ..backends.envfile import decrypt_file, encrypt_file, parse_dotenv
     from ..errors import FormatError
-    from .filecmds import _editor_argv
 
     path = str(args.file)
     # Recipients first: an edit that cannot be saved should not be started.
@@ -138,43 +132,20 @@ def _edit(args: argparse.Namespace) -> int:
     else:
         armored = args.armor
         plain = _NEW_FILE
-    editor = _editor_argv()
-    # The editor needs a file: a 0600 file alone in a 0700 folder of our own,
-    # removed whatever happens, so other users never see the plaintext.
-    tmpdir = tempfile.mkdtemp(prefix="macula-envedit-")
-    try:
-        name = os.path.basename(path).removesuffix(".age") or "secrets.env"
-        tmp = os.path.join(tmpdir, name)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            file.write(plain)
-        before = hashlib.sha256(plain).digest()
-        while True:
-            status = subprocess.run([*editor, tmp], check=False).returncode
-            if status != 0:
-                raise CommandError(f"the editor exited with status {status}; nothing was saved")
-            with open(tmp, "rb") as file:
-                edited = file.read()
-            if hashlib.sha256(edited).digest() == before:
-                note("file has not changed, exiting")
-                return X.OK
-            try:
-                text = edited.decode("utf-8")
-            except UnicodeDecodeError:
-                problem = "it is not UTF-8 text"
-            else:
-                try:
-                    parse_dotenv(text, source="the edited file")
-                    break
-                except FormatError as exc:
-                    problem = str(exc)
-            note(f"could not read the edited file: {problem}")
-            if not sys.stdin.isatty():
-                raise CommandError("the edited file is not valid dotenv; nothing was saved")
-            sys.stderr.write("Press Enter to return to the editor, or Ctrl+C to exit.")
-            sys.stderr.flush()
-            sys.stdin.readline()
+    def check(edited: bytes) -> bytes:
+        try:
+            text = edited.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError("it is not UTF-8 text") from None
+        parse_dotenv(text, source="the edited file")
+        return edited
+
+    from .editing import edit_privately
+
+    edited = edit_privately(
+        plain, filename=os.path.basename(path).removesuffix(".age") or "secrets.env",
+        prefix="macula-envedit-", check=check,
+        invalid="the edited file is not valid dotenv; nothing was saved")
+    if edited is not None:
         atomic_write(path, encrypt_file(edited, recipients, armored=armored, check=False))
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
     return X.OK

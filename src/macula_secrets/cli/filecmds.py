@@ -446,11 +446,6 @@ def _editor_argv() -> list[str]:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    import hashlib
-    import shutil
-    import subprocess
-    import tempfile
-
     from .._fs import atomic_write
     from ..sops.document import encrypt_new
     from ..sops.metadata import SOPS_VERSION
@@ -467,43 +462,25 @@ def cmd_edit(args: argparse.Namespace) -> int:
         plain = _EXAMPLES[fmt]
         doc = encrypt_new(store.load_plain(plain), format=fmt, groups=groups,  # type: ignore[attr-defined]
                           threshold=threshold, rule=rule, mac_only_encrypted=mac_only, name=name)
-    editor = _editor_argv()
-    tmpdir = tempfile.mkdtemp(prefix="macula-edit-")
-    try:
-        tmp = os.path.join(tmpdir, os.path.basename(name))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(plain)
-        before = hashlib.sha256(plain).digest()
-        while True:
-            status = subprocess.run([*editor, tmp], check=False).returncode
-            if status != 0:
-                raise CommandError(f"the editor exited with status {status}; nothing was saved")
-            with open(tmp, "rb") as f:
-                edited = f.read()
-            # As sops: an unchanged new file is not written either.
-            if hashlib.sha256(edited).digest() == before:
-                note("file has not changed, exiting")
-                return X.SOPS_FILE_NOT_MODIFIED if _sops_codes() else X.OK
-            try:
-                branches = store.load_plain(edited)  # type: ignore[attr-defined]
-                if store.has_metadata(branches):  # type: ignore[attr-defined]
-                    raise FormatError("the edited file has a top-level 'sops' key")
-                break
-            except MaculaError as exc:
-                note(f"could not read the edited file: {exc}")
-                if not sys.stdin.isatty():
-                    raise CommandError("the edited file is not valid; nothing was saved") from None
-                sys.stderr.write("Press Enter to return to the editor, or Ctrl+C to exit.")
-                sys.stderr.flush()
-                sys.stdin.readline()
-        doc.branches = branches  # type: ignore[attr-defined]
-        md = doc.metadata  # type: ignore[attr-defined]
-        if _version_tuple(md.version) < _version_tuple(SOPS_VERSION):
-            md.version = SOPS_VERSION
-        atomic_write(name, doc.encrypt(store), mode=0o644)  # type: ignore[attr-defined]
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    def check(edited: bytes) -> list[object]:
+        branches: list[object] = store.load_plain(edited)  # type: ignore[attr-defined]
+        if store.has_metadata(branches):  # type: ignore[attr-defined]
+            raise FormatError("the edited file has a top-level 'sops' key")
+        return branches
+
+    from .editing import edit_privately
+
+    branches = edit_privately(
+        plain, filename=os.path.basename(name), prefix="macula-edit-", check=check,
+        invalid="the edited file is not valid; nothing was saved")
+    if branches is None:
+        # As sops: an unchanged new file is not written either.
+        return X.SOPS_FILE_NOT_MODIFIED if _sops_codes() else X.OK
+    doc.branches = branches  # type: ignore[attr-defined]
+    md = doc.metadata  # type: ignore[attr-defined]
+    if _version_tuple(md.version) < _version_tuple(SOPS_VERSION):
+        md.version = SOPS_VERSION
+    atomic_write(name, doc.encrypt(store), mode=0o644)  # type: ignore[attr-defined]
     return X.OK
 
 
