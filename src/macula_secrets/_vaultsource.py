@@ -55,6 +55,18 @@ class VaultSource:
 
     # -- reads -----------------------------------------------------------------------
 
+    def latest(self, store: LocalStore, tenant: str, app: str, key: str, cur: str | None
+               ) -> tuple[str | None, bool]:
+        """``(value or None, stale)``: ``cur`` while Vault confirmed it within ``refresh``.
+
+        The hot path of ``Secrets.get`` on a vault source: one dict lookup and
+        a clock read when the confirmation still holds.
+        """
+        seen = self.confirmed.get((app, key))
+        if seen is not None and seen[1] == cur and self._clock() < seen[0]:
+            return cur, False
+        return self.read(store, tenant, app, key, cur)
+
     def read(self, store: LocalStore, tenant: str, app: str, key: str, cur: str | None
              ) -> tuple[str | None, bool]:
         """``(value or None, stale)`` for a key whose confirmation ran out.

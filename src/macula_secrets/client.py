@@ -26,7 +26,6 @@ import builtins
 import contextlib
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -48,9 +47,6 @@ __all__ = ["Secrets", "Subscription"]
 
 Callback = Callable[[str, str, int], None]
 """``callback(app, key, version)``: called after a change to a key is committed."""
-
-_monotonic = time.monotonic
-
 
 class Secrets:
     """Secrets of one tenant: the runtime store with a source behind it. Thread-safe.
@@ -203,10 +199,7 @@ class Secrets:
                 value = self._from_source(app, key)
                 return default if value is None else value
             cur = hit if hit.__class__ is str else None
-            seen = vault.confirmed.get((app, key))
-            if seen is not None and seen[1] == cur and _monotonic() < seen[0]:
-                return default if cur is None else cur
-            value = vault.read(self._store, self.tenant, app, key, cur)[0]
+            value = vault.latest(self._store, self.tenant, app, key, cur)[0]
             return default if value is None else value
         if self._vault is not None:
             old = self._vault.backend.get(app, key, version=version)
@@ -232,12 +225,8 @@ class Secrets:
             value = self.get(app, key)
             stale, where = False, "store"
         else:
-            cur = self._current(app, key)
-            seen = vault.confirmed.get((app, key))
-            if seen is not None and seen[1] == cur and _monotonic() < seen[0]:
-                value, stale = cur, False
-            else:
-                value, stale = vault.read(self._store, self.tenant, app, key, cur)
+            value, stale = vault.latest(self._store, self.tenant, app, key,
+                                        self._current(app, key))
             where = "store" if stale else "vault"
         if value is None:
             return None
