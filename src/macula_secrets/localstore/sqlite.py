@@ -151,6 +151,8 @@ class Database:
             raise sqlite3.DatabaseError(f"cannot switch to WAL mode (got {mode})")
         c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = OFF")
+        if self._schema_version() == SCHEMA_VERSION:
+            return  # the usual open: no write lock taken, nothing to wait for
         with self.write():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -162,6 +164,13 @@ class Database:
                 raise sqlite3.DatabaseError(
                     f"schema version {row[0]}, this version of macula-secrets reads "
                     f"{SCHEMA_VERSION}")
+
+    def _schema_version(self) -> int | None:
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        except sqlite3.OperationalError:  # a new file: no tables yet
+            return None
+        return None if row is None else int(row[0])
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
