@@ -192,13 +192,27 @@ def verify(path: str) -> Verification:
 
 def tail(path: str, count: int = 20) -> list[dict[str, object]]:
     """The last ``count`` entries (fewer if the log is shorter), oldest first."""
+    if count <= 0:
+        return []
     try:
-        with open(path, "rb") as f:
-            lines = f.readlines()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return []
+    try:
+        # Read back from the end only as far as the last ``count`` lines:
+        # the log grows for ever, ``audit tail`` must not read all of it.
+        end = os.fstat(fd).st_size
+        start = end
+        for _ in range(count + 1):
+            start = _rfind_newline(fd, start - 1) if start > 0 else -1
+            if start < 0:
+                break
+        begin = start + 1
+        lines = os.pread(fd, end - begin, begin).splitlines()
+    finally:
+        os.close(fd)
     out = []
-    for raw in lines[-count:] if count > 0 else []:
+    for raw in lines[-count:]:
         try:
             entry = json.loads(raw)
         except ValueError:
