@@ -276,13 +276,32 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _home_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", metavar="DIR",
+                   help="store folder (default: $MACULA_SECRETS_HOME, else "
+                        "~/.local/share/macula-secrets)")
+
+
 def _store_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tenant", metavar="NAME",
                    help="tenant (namespace above apps; default: $MACULA_SECRETS_TENANT or "
                         "'default')")
-    p.add_argument("--home", metavar="DIR",
-                   help="store folder (default: $MACULA_SECRETS_HOME, else "
-                        "~/.local/share/macula-secrets)")
+    _home_option(p)
+
+
+def _operations(p: argparse.ArgumentParser, command: str
+                ) -> Callable[[str, str, str], argparse.ArgumentParser]:
+    """Sub-operations of ``command`` (``key rotate-master``, ``audit tail``): returns
+    ``op(name, help, description)``, which adds one and routes it to ``run="command name"``."""
+    ops = p.add_subparsers(dest=f"{command}_command", metavar="OPERATION", parser_class=_Parser)
+    ops.required = True
+
+    def op(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        q = ops.add_parser(name, help=help_, description=description, formatter_class=_Formatter)
+        q.set_defaults(run=f"{command} {name}")
+        return q
+
+    return op
 
 
 def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
@@ -398,19 +417,15 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
             "Operations on the store's master key.")
     if command is not None and command != "key":
         return  # p is a stub: the key subcommands are not needed
-    keys = p.add_subparsers(dest="key_command", metavar="OPERATION", parser_class=_Parser)
-    keys.required = True
-    k = keys.add_parser("rotate-master", help="replace the master key",
-                        formatter_class=_Formatter,
-                        description="Make a new master key and re-wrap every data key with it, "
-                                    "in one\ntransaction. Processes that have the store open "
-                                    "keep working.\nWith --reencrypt, every app also gets a "
-                                    "new data key and every value\nis re-encrypted (a progress "
-                                    "bar shows how far it got).")
+    op = _operations(p, "key")
+    k = op("rotate-master", "replace the master key",
+           "Make a new master key and re-wrap every data key with it, in one\ntransaction. "
+           "Processes that have the store open keep working.\nWith --reencrypt, every app "
+           "also gets a new data key and every value\nis re-encrypted (a progress bar shows "
+           "how far it got).")
     k.add_argument("--reencrypt", action="store_true",
                    help="also replace data keys and re-encrypt every value")
     _store_options(k)
-    k.set_defaults(run="key rotate-master")
 
 
 def _add_audit_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
@@ -421,20 +436,17 @@ def _add_audit_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
             "when, result, in a SHA-256 hash chain.")
     if command is not None and command != "audit":
         return
-    ops = p.add_subparsers(dest="audit_command", metavar="OPERATION", parser_class=_Parser)
-    ops.required = True
-    t = ops.add_parser("tail", help="print the last entries", formatter_class=_Formatter,
-                       description="Print the last N entries of the audit log, oldest first.")
+    op = _operations(p, "audit")
+    t = op("tail", "print the last entries",
+           "Print the last N entries of the audit log, oldest first.")
     t.add_argument("-n", "--lines", type=int, default=20, metavar="N",
                    help="how many entries (default 20)")
     t.add_argument("--json", action="store_true", help="print the raw JSON lines")
-    t.add_argument("--home", metavar="DIR", help="store folder (default: $MACULA_SECRETS_HOME)")
-    t.set_defaults(run="audit tail")
-    v = ops.add_parser("verify", help="check the hash chain", formatter_class=_Formatter,
-                       description="Check every line's hash and its link to the line before.\n"
-                                   "Exit 1 naming the first line that breaks the chain.")
-    v.add_argument("--home", metavar="DIR", help="store folder (default: $MACULA_SECRETS_HOME)")
-    v.set_defaults(run="audit verify")
+    _home_option(t)
+    v = op("verify", "check the hash chain",
+           "Check every line's hash and its link to the line before.\n"
+           "Exit 1 naming the first line that breaks the chain.")
+    _home_option(v)
 
 
 def _add_recipient_options(p: argparse.ArgumentParser) -> None:
@@ -459,16 +471,15 @@ def _add_envfile_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser
             "  macula-secrets envfile edit -R recipients.txt secrets/console.env.age")
     if command is not None and command != "envfile":
         return
-    ops = p.add_subparsers(dest="envfile_command", metavar="OPERATION", parser_class=_Parser)
-    ops.required = True
-    e = ops.add_parser(
-        "encrypt", help="encrypt a .env file with age", formatter_class=_Formatter,
-        description="Encrypt FILE (it must parse as dotenv) to age recipients: -r and -R,\n"
-                    "else SOPS_AGE_RECIPIENTS (comma-separated). Binary age unless -a.\n"
-                    "Writes to stdout unless -o or -i; a new file gets mode 0600.\n\n"
-                    "examples:\n"
-                    "  macula-secrets envfile encrypt -r age1... -o console.env.age console.env\n"
-                    "  macula-secrets envfile encrypt -a -R recipients.txt -i console.env")
+    op = _operations(p, "envfile")
+    e = op(
+        "encrypt", "encrypt a .env file with age",
+        "Encrypt FILE (it must parse as dotenv) to age recipients: -r and -R,\n"
+        "else SOPS_AGE_RECIPIENTS (comma-separated). Binary age unless -a.\n"
+        "Writes to stdout unless -o or -i; a new file gets mode 0600.\n\n"
+        "examples:\n"
+        "  macula-secrets envfile encrypt -r age1... -o console.env.age console.env\n"
+        "  macula-secrets envfile encrypt -a -R recipients.txt -i console.env")
     e.add_argument("file", metavar="FILE", help="the plaintext .env file")
     _add_recipient_options(e)
     e.add_argument("-a", "--armor", action="store_true",
@@ -477,33 +488,30 @@ def _add_envfile_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser
     out.add_argument("-o", "--output", metavar="OUT", help="write to OUT (atomically)")
     out.add_argument("-i", "--in-place", action="store_true",
                      help="replace FILE with its encrypted form")
-    e.set_defaults(run="envfile encrypt")
-    d = ops.add_parser(
-        "decrypt", help="print a decrypted env file", formatter_class=_Formatter,
-        description="Decrypt FILE (binary or armored age) and print the .env text, or\n"
-                    "write it to OUT (mode 0600 if new). This is the plaintext: prefer\n"
-                    "`macula-secrets get` or `run` to reading it into a file.\n\n"
-                    "example:\n  macula-secrets envfile decrypt secrets/console.env.age")
+    d = op(
+        "decrypt", "print a decrypted env file",
+        "Decrypt FILE (binary or armored age) and print the .env text, or\n"
+        "write it to OUT (mode 0600 if new). This is the plaintext: prefer\n"
+        "`macula-secrets get` or `run` to reading it into a file.\n\n"
+        "example:\n  macula-secrets envfile decrypt secrets/console.env.age")
     d.add_argument("file", metavar="FILE", help="the age-encrypted env file")
     d.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
-    d.set_defaults(run="envfile decrypt")
-    t = ops.add_parser(
-        "edit", help="edit an env file in $EDITOR", formatter_class=_Formatter,
-        description="Decrypt FILE into a 0600 file in a private 0700 temporary folder, open\n"
-                    "$SOPS_EDITOR or $EDITOR (else vim, nano or vi), check that the result\n"
-                    "parses as dotenv, and re-encrypt it atomically. The editor needs a\n"
-                    "file, so this is the one command that puts plaintext on disk; the\n"
-                    "folder is removed when the editor exits. An unchanged file is not\n"
-                    "rewritten. A missing FILE starts empty.\n\n"
-                    "age files do not record their recipients: give them again with -r/-R\n"
-                    "(or SOPS_AGE_RECIPIENTS), or the file could become unreadable to some.\n\n"
-                    "example:\n"
-                    "  macula-secrets envfile edit -R recipients.txt secrets/console.env.age")
+    t = op(
+        "edit", "edit an env file in $EDITOR",
+        "Decrypt FILE into a 0600 file in a private 0700 temporary folder, open\n"
+        "$SOPS_EDITOR or $EDITOR (else vim, nano or vi), check that the result\n"
+        "parses as dotenv, and re-encrypt it atomically. The editor needs a\n"
+        "file, so this is the one command that puts plaintext on disk; the\n"
+        "folder is removed when the editor exits. An unchanged file is not\n"
+        "rewritten. A missing FILE starts empty.\n\n"
+        "age files do not record their recipients: give them again with -r/-R\n"
+        "(or SOPS_AGE_RECIPIENTS), or the file could become unreadable to some.\n\n"
+        "example:\n"
+        "  macula-secrets envfile edit -R recipients.txt secrets/console.env.age")
     t.add_argument("file", metavar="FILE", help="the age-encrypted env file")
     _add_recipient_options(t)
     t.add_argument("-a", "--armor", action="store_true",
                    help="write ASCII-armored age (default: as FILE was; binary for a new one)")
-    t.set_defaults(run="envfile edit")
 
 
 _STORE_COMMANDS = frozenset((
