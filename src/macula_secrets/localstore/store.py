@@ -770,6 +770,7 @@ class LocalStore:
 
     def _mark(self, tenant: str, app: str, key: str, versions: Iterable[int] | None, op: str,
               sql: str) -> list[int]:
+        """Run ``sql`` (named parameters: now, tenant, app, key, version) on each version."""
         _check(tenant, app, key)
         with self._write() as c:
             current = self._current(c, tenant, app, key)
@@ -777,9 +778,10 @@ class LocalStore:
             if not targets:
                 raise LimitError("no versions given")
             changed = []
+            now = time.time()
             for v in targets:
-                params = (tenant, app, key, v)
-                cur = c.execute(sql, (time.time(), *params) if op == "delete" else params)
+                cur = c.execute(sql, {"now": now, "tenant": tenant, "app": app, "key": key,
+                                      "version": v})
                 if cur.rowcount:
                     changed.append(v)
                     self._log(c, tenant, app, key, v, op)
@@ -798,23 +800,24 @@ class LocalStore:
             NotFoundError: the key does not exist.
         """
         return self._mark(tenant, app, key, versions, "delete",
-                          "UPDATE versions SET deleted_at = ? WHERE tenant = ? AND app = ? AND "
-                          "key = ? AND version = ? AND deleted_at IS NULL AND destroyed = 0")
+                          "UPDATE versions SET deleted_at = :now WHERE tenant = :tenant AND "
+                          "app = :app AND key = :key AND version = :version AND "
+                          "deleted_at IS NULL AND destroyed = 0")
 
     def undelete(self, tenant: str, app: str, key: str, versions: Iterable[int] | None = None
                  ) -> list[int]:
         """Undo soft deletes (default: the latest version); destroyed versions stay gone."""
         return self._mark(tenant, app, key, versions, "undelete",
-                          "UPDATE versions SET deleted_at = NULL WHERE tenant = ? AND app = ? "
-                          "AND key = ? AND version = ? AND deleted_at IS NOT NULL AND "
-                          "destroyed = 0")
+                          "UPDATE versions SET deleted_at = NULL WHERE tenant = :tenant AND "
+                          "app = :app AND key = :key AND version = :version AND "
+                          "deleted_at IS NOT NULL AND destroyed = 0")
 
     def destroy(self, tenant: str, app: str, key: str, versions: Iterable[int]) -> list[int]:
         """Erase versions' ciphertext for good; their records stay, marked destroyed."""
         return self._mark(tenant, app, key, list(versions), "destroy",
                           "UPDATE versions SET sealed = NULL, data_key = NULL, destroyed = 1 "
-                          "WHERE tenant = ? AND app = ? AND key = ? AND version = ? AND "
-                          "destroyed = 0")
+                          "WHERE tenant = :tenant AND app = :app AND key = :key AND "
+                          "version = :version AND destroyed = 0")
 
     def destroy_values(self, tenant: str, app: str, key: str, values: Iterable[str]
                        ) -> list[int]:
