@@ -232,14 +232,13 @@ def _run(args: argparse.Namespace) -> int:
                            hint="put the command after '--': run --app APP -- CMD ARGS")
     env: dict[str, str] = {} if args.pristine else dict(os.environ)
     origin: dict[str, str] = {}
+    found: set[str] = set()
     with _open(args) as secrets:
         for app in args.app:
             values = secrets.load_all(app)
             if args.only:
-                missing = [k for k in args.only if k not in values]
-                if missing and len(args.app) == 1:
-                    raise CommandError(f"{app} has no secret {missing[0]}")
                 values = {k: v for k, v in values.items() if k in args.only}
+            found.update(values)
             for key, value in values.items():
                 name = env_name(key, prefix=args.prefix or "", keep_case=args.keep_case)
                 if name in origin:
@@ -251,11 +250,11 @@ def _run(args: argparse.Namespace) -> int:
                                        "environment variable")
                 origin[name] = f"{app}/{key}"
                 env[name] = value
-        if args.only:
-            found = {o.split("/", 1)[1] for o in origin.values()}
-            missing = [k for k in args.only if k not in found]
-            if missing:
-                raise CommandError(f"no app given has a secret {missing[0]}")
+    missing = [k for k in args.only or () if k not in found]
+    if missing:
+        if len(args.app) == 1:
+            raise CommandError(f"{args.app[0]} has no secret {missing[0]}")
+        raise CommandError(f"no app given has a secret {missing[0]}")
     sys.stdout.flush()
     sys.stderr.flush()
     try:
