@@ -171,33 +171,26 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(w=instances, at=targets, rel=st.one_of(st.none(), offset_lists))
     def delete(self, w: int, at: Target, rel: list[int] | None) -> None:
-        tenant, app, key = at
-        versions = self.absolute(at, rel)
-        s = self.view(w, tenant)
-        k = self.model.get(at)
-        if k is None:
-            with pytest.raises(NotFoundError):
-                s.delete(app, key, versions=versions)
-            return
-        s.delete(app, key, versions=versions)
-        for v in [k.current] if versions is None else versions:
-            if v in k.versions and not k.versions[v].destroyed:
-                k.versions[v].deleted = True
+        self._soft_delete(w, at, rel, deleted=True)
 
     @rule(w=instances, at=targets, rel=st.one_of(st.none(), offset_lists))
     def undelete(self, w: int, at: Target, rel: list[int] | None) -> None:
+        self._soft_delete(w, at, rel, deleted=False)
+
+    def _soft_delete(self, w: int, at: Target, rel: list[int] | None, *, deleted: bool) -> None:
         tenant, app, key = at
         versions = self.absolute(at, rel)
         s = self.view(w, tenant)
+        call = s.delete if deleted else s.undelete
         k = self.model.get(at)
         if k is None:
             with pytest.raises(NotFoundError):
-                s.undelete(app, key, versions=versions)
+                call(app, key, versions=versions)
             return
-        s.undelete(app, key, versions=versions)
+        call(app, key, versions=versions)
         for v in [k.current] if versions is None else versions:
             if v in k.versions and not k.versions[v].destroyed:
-                k.versions[v].deleted = False
+                k.versions[v].deleted = deleted
 
     @rule(w=instances, at=targets, rel=offset_lists)
     def destroy(self, w: int, at: Target, rel: list[int]) -> None:
