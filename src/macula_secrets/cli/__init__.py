@@ -43,7 +43,7 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   list          apps, or the keys of an app
   history       versions of a key;  rollback: make an old value current again
   delete        soft-delete (undelete restores);  destroy: erase versions for good
-  sync          bring the store in line with the secrets folder (idempotent)
+  sync          bring the store in line with the secrets folder or Vault (idempotent)
   run           run a command with an app's secrets as environment variables
   key           master key: rotate-master
   audit         the audit log: tail, verify
@@ -382,12 +382,16 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
     _store_options(p)
     p.set_defaults(run="rollback")
 
-    p = cmd("sync", "bring the store in line with the secrets folder",
+    p = cmd("sync", "bring the store in line with the secrets folder (or Vault)",
             "Decrypt every app file (<app>.enc.yaml, .json, .env, .ini) of the secrets\n"
             "folder and store what changed: a new version only where a value changed,\n"
             "a soft delete for keys that left their file. Running it twice changes\n"
             "nothing the second time. A file that fails is named; the others still sync\n"
-            "and the exit status is 1.")
+            "and the exit status is 1.\n\n"
+            "With source = vault (MACULA_SECRETS_SOURCE=vault), every app Vault has\n"
+            "under the path template is read and the store brought in line the same\n"
+            "way (keys Vault no longer has are soft-deleted). When Vault cannot be\n"
+            "reached, nothing changes and the exit status is 1.")
     p.add_argument("--json", action="store_true", help="print what changed per app as JSON")
     _store_options(p)
     p.set_defaults(run="sync")

@@ -75,7 +75,9 @@ def _list(args: argparse.Namespace) -> int:
     with _open(args) as secrets:
         if args.app is None:
             names = secrets.store.list_apps(secrets.tenant)
-            if secrets.source is not None:
+            if secrets.vault is not None:
+                names = _vault_apps(secrets, names)
+            elif secrets.source is not None:
                 names = sorted(set(names) | set(secrets.source.apps()))
         elif args.all:
             names = sorted(set(secrets.store.list_keys(secrets.tenant, args.app,
@@ -89,6 +91,19 @@ def _list(args: argparse.Namespace) -> int:
         for name in names:
             sys.stdout.write(name + "\n")
     return X.OK
+
+
+def _vault_apps(secrets: Secrets, cached: list[str]) -> list[str]:
+    """Vault's apps; while it is unreachable, the apps in the store (said on stderr)."""
+    from ..errors import UnavailableError
+
+    assert secrets.vault is not None  # noqa: S101
+    try:
+        return secrets.vault.backend.apps()
+    except UnavailableError:
+        note(f"vault at {secrets.vault.address} is unreachable: listing the apps in the "
+             "store's cache")
+        return cached
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -196,13 +211,15 @@ def _sync(args: argparse.Namespace) -> int:
             else:
                 sys.stdout.write(f"{a.app}: up to date ({a.unchanged} keys)\n")
         if not report.apps:
-            note("no app files in the secrets folder")
+            note(f"no apps in vault at {secrets.vault.address}" if secrets.vault is not None
+                 else "no app files in the secrets folder")
         elif not report.changed_anything and not report.errors:
             note("nothing changed")
     for failed in report.errors:
         sys.stderr.write(f"macula: error: {failed.source}: {failed.error}\n")
     if report.errors:
-        note(f"{len(report.errors)} of {len(report.apps)} app files failed; the others synced")
+        what = "apps" if secrets.vault is not None else "app files"
+        note(f"{len(report.errors)} of {len(report.apps)} {what} failed; the others synced")
         return X.ERROR
     return X.OK
 
