@@ -36,19 +36,18 @@ import json
 import os
 import random
 import statistics
-import string
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from _timing import fmt_t, key, note, ns, one, value
+
 from _openbao import Server, start_dev, start_raft  # benchmarks/ is the script's folder
 
-ALPHABET = string.ascii_letters + string.digits
 APP = "bench"
 KEY = "key_00042"
 KV = "/v1/secret/data/macula/" + APP + "/"
@@ -78,30 +77,9 @@ class Row:
     met: bool | None = None
 
 
-def key(i: int) -> str:
-    return f"key_{i:05d}"
 
 
-def value(rng: random.Random) -> str:
-    return "".join(rng.choices(ALPHABET, k=40))
 
-
-def ns() -> int:
-    return time.perf_counter_ns()
-
-
-def fmt_t(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.2f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.2f} s"
-
-
-def note(msg: str) -> None:
-    print("... " + msg, file=sys.stderr, flush=True)
 
 
 # --- OpenBao over a keep-alive stdlib connection --------------------------------------------
@@ -167,11 +145,6 @@ def cached_get_batch(store: Store, calls: int) -> float:
         get(APP, KEY)
     return (ns() - t) / calls / 1e9
 
-
-def one(fn: Callable[[], object]) -> float:
-    t = ns()
-    fn()
-    return (ns() - t) / 1e9
 
 
 def fill(store: Store, start: int, stop: int, rng: random.Random) -> None:

@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -552,6 +553,10 @@ def _cluster_node(folder: Path, index: int, log: BinaryIO) -> Server:
     return Server(f"http://{HOST}:{port}", "", port, proc, log)
 
 
+def _health_in(server: Server, codes: tuple[int, ...]) -> bool:
+    return _health(server) in codes
+
+
 def _voters(server: Server) -> int:
     _, body = server.request("GET", "/v1/sys/storage/raft/configuration", timeout=5.0)
     return sum(1 for s in body["data"]["config"]["servers"] if s.get("voter"))
@@ -576,13 +581,13 @@ def start_cluster(folder: str | os.PathLike[str], nodes: int = 3, timeout: float
     try:
         deadline = time.monotonic() + timeout
         for i in range(nodes):
-            log = open(folder / f"node{i}.log", "w+b")  # noqa: SIM115 - closed below
+            log: BinaryIO = open(folder / f"node{i}.log", "w+b")  # noqa: SIM115 - closed below
             logs.append(log)
             servers.append(_cluster_node(folder, i, log))
         first = servers[0]
         for node in servers:
             _wait(node, f"{node.address} to listen", deadline,
-                  lambda node=node: _health(node) in (200, 429, 501, 503))
+                  partial(_health_in, node, (200, 429, 501, 503)))
         _, init = first.request("PUT", "/v1/sys/init",
                                 {"secret_shares": 1, "secret_threshold": 1},
                                 token=False, timeout=30.0)
@@ -605,7 +610,7 @@ def start_cluster(folder: str | os.PathLike[str], nodes: int = 3, timeout: float
             node.request("PUT", "/v1/sys/unseal", {"key": key}, token=False, timeout=30.0)
         for node in servers[1:]:
             _wait(node, f"{node.address} to join as a standby", deadline,
-                  lambda node=node: _health(node) == 429)
+                  partial(_health_in, node, (429,)))
         # Only a cluster of voters survives losing its leader.
         _wait(first, "every node to become a raft voter", deadline,
               lambda: _voters(first) == nodes)

@@ -41,13 +41,15 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import http.client
 import math
 import os
 import random as _random
+import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -57,10 +59,12 @@ from ..errors import (
     ConfigError,
     ConflictError,
     KeySourceError,
+    MaculaError,
     NotFoundError,
     PermissionDeniedError,
     UnavailableError,
 )
+from ._vaulthttp import Reader
 
 if TYPE_CHECKING:
     from ..records import VersionInfo
@@ -77,6 +81,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 __all__ = ["AppRole", "RetryPolicy", "VaultBackend"]
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 DEFAULT_MOUNT: Final = "secret"
 DEFAULT_PATH_TEMPLATE: Final = "macula/{app}/{key}"
@@ -160,7 +165,8 @@ class VaultBackend:
             key, for a server that requires one (mTLS); both or neither.
         timeout: seconds per HTTP request.
         retry: the retry policy for transient failures.
-        workers: threads that read keys concurrently in ``list``/``load_all``.
+        connections: kept-alive connections over which ``list``/``load_all``/
+            ``sync`` pipeline their reads (Vault works on them in parallel).
         sleep, random, clock: time and randomness, for tests.
 
     Raises:
@@ -186,7 +192,7 @@ class VaultBackend:
         client_key: str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
-        workers: int = 8,
+        connections: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
         clock: Callable[[], float] = time.monotonic,
@@ -217,7 +223,7 @@ class VaultBackend:
         self._sleep = sleep
         self._random = random
         self._clock = clock
-        self._workers = max(1, workers)
+        self._connections = max(1, connections)
         self._approle = approle
         self._token_file = None if token_file is None else os.fspath(token_file)
         env = {} if env is None else env
@@ -240,7 +246,6 @@ class VaultBackend:
         self.renewals = 0
         """How many times it renewed its token."""
         self._lock = threading.RLock()
-        self._pool: ThreadPoolExecutor | None = None
         session = requests.Session()
         # Proxies and CA bundles come from our configuration, not from the
         # process environment (REQUESTS_CA_BUNDLE, HTTPS_PROXY).
@@ -249,6 +254,7 @@ class VaultBackend:
         session.cert = self._cert
         self._session = session
         self._timeout = timeout
+        self._reader = Reader(verify=self._verify, cert=self._cert, timeout=timeout)
         self._client = hvac.Client(url=self.address, token=initial or "", namespace=namespace,
                                    verify=self._verify, cert=self._cert, timeout=timeout,
                                    session=session)
@@ -282,11 +288,9 @@ class VaultBackend:
     def get(self, app: str, key: str, *, version: int | None = None) -> str | None:
         path = self.path_of(app, key)
         try:
-            resp = self._call(
-                lambda c: c.secrets.kv.v2.read_secret_version(
-                    path, version=version, mount_point=self.mount,
-                    raise_on_deleted_version=True),
-                f"{self.mount}/data/{path}")
+            query = "" if version is None else f"?version={int(version)}"
+            resp = self._call(lambda _: self._read("GET", f"{self.mount}/data/{path}", query),
+                              f"{self.mount}/data/{path}")
         except NotFoundError:
             return None
         return self._value_of(resp, path)
@@ -337,19 +341,22 @@ class VaultBackend:
 
     def list(self, app: str) -> builtins.list[str]:
         keys = self._list_keys(app)
-
-        def live(key: str) -> bool:
-            meta = self._metadata(self.path_of(app, key))
-            if meta is None:
-                return False
-            return _is_live(meta, int(meta.get("current_version") or 0))
-
-        return [k for k, ok in zip(keys, self._map(live, keys), strict=True) if ok]
+        answers = self._read_many(
+            [f"{self.mount}/metadata/{self.path_of(app, k)}" for k in keys])
+        live = []
+        for key, resp in zip(keys, answers, strict=True):
+            meta = None if resp is None else resp.get("data") or {}
+            if meta is not None and _is_live(meta, int(meta.get("current_version") or 0)):
+                live.append(key)
+        return live
 
     def load_all(self, app: str) -> dict[str, str]:
+        """Every live key's value: one LIST, then the reads pipelined over a few connections."""
         keys = self._list_keys(app)
-        values = self._map(lambda k: self.get(app, k), keys)
-        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+        paths = [self.path_of(app, k) for k in keys]
+        answers = self._read_many([f"{self.mount}/data/{p}" for p in paths])
+        return {k: self._value_of(resp, p)
+                for k, p, resp in zip(keys, paths, answers, strict=True) if resp is not None}
 
     def versions(self, app: str, key: str) -> builtins.list[VersionInfo]:
         from datetime import datetime
@@ -378,10 +385,7 @@ class VaultBackend:
         return sorted(n[:-1] for n in names if n.endswith("/") and _valid("app", n[:-1]))
 
     def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+        self._reader.close()
         self._session.close()
 
     # -- helpers -------------------------------------------------------------------
@@ -401,8 +405,8 @@ class VaultBackend:
 
     def _metadata(self, path: str) -> dict[str, Any] | None:
         try:
-            resp = self._call(lambda c: c.secrets.kv.v2.read_secret_metadata(
-                path, mount_point=self.mount), f"{self.mount}/metadata/{path}")
+            resp = self._call(lambda _: self._read("GET", f"{self.mount}/metadata/{path}"),
+                              f"{self.mount}/metadata/{path}")
         except NotFoundError:
             return None
         data: dict[str, Any] = resp.get("data") or {}
@@ -410,25 +414,59 @@ class VaultBackend:
 
     def _list(self, folder: str) -> builtins.list[str]:
         try:
-            resp = self._call(lambda c: c.secrets.kv.v2.list_secrets(
-                folder, mount_point=self.mount), f"{self.mount}/metadata/{folder}")
+            resp = self._call(lambda _: self._read("LIST", f"{self.mount}/metadata/{folder}"),
+                              f"{self.mount}/metadata/{folder}")
         except NotFoundError:
             return []
         return [str(k) for k in (resp.get("data") or {}).get("keys") or []]
 
+    def _headers(self) -> dict[str, str]:
+        headers = {"X-Vault-Request": "true"}
+        token = self._client.token
+        if token:
+            if not _header_safe(token):
+                raise KeySourceError("the vault token holds characters a token cannot have",
+                                     hint="check the token file or VAULT_TOKEN")
+            headers["X-Vault-Token"] = token
+        if self.namespace:
+            headers["X-Vault-Namespace"] = self.namespace
+        return headers
+
+    def _read(self, method: str, path: str, query: str = "") -> dict[str, Any]:
+        """GET or LIST ``/v1/<path>`` on the node in use, through the light reader."""
+        return self._reader.request(self.address, method,
+                                    "/v1/" + urllib.parse.quote(path) + query, self._headers())
+
+    def _read_many(self, paths: builtins.list[str]) -> builtins.list[dict[str, Any] | None]:
+        """GET ``/v1/<path>`` of every path, pipelined; ``None`` for an absent one.
+
+        Any other error is raised (translated), failing them all, so that
+        ``_call`` retries them or logs in again as for a single read.
+        """
+        if not paths:
+            return []
+
+        def fetch(_: Any) -> builtins.list[dict[str, Any] | None]:
+            answers = self._reader.request_many(
+                self.address, "GET", ["/v1/" + urllib.parse.quote(p) for p in paths],
+                self._headers(), connections=self._connections)
+            out: builtins.list[dict[str, Any] | None] = []
+            for path, answer in zip(paths, answers, strict=True):
+                if not isinstance(answer, BaseException):
+                    out.append(answer)
+                    continue
+                try:
+                    with _translate(self.address, path, client_cert=self._cert is not None):
+                        raise answer
+                except NotFoundError:
+                    out.append(None)
+            return out
+
+        return self._call(fetch, f"{len(paths)} reads under {self.mount}/")  # type: ignore[no-any-return]
+
     def _list_keys(self, app: str) -> builtins.list[str]:
         names = self._list(self._folder_of(app))
         return sorted(n for n in names if not n.endswith("/") and _valid("key", n))
-
-    def _map(self, fn: Callable[[str], T], items: builtins.list[str]) -> builtins.list[T]:
-        if len(items) <= 1:
-            return [fn(i) for i in items]
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._workers,
-                                                thread_name_prefix="macula-vault")
-            pool = self._pool
-        return builtins.list(pool.map(fn, items))
 
     # -- auth ----------------------------------------------------------------------
 
@@ -653,6 +691,8 @@ def _translate(address: str, what: str, *, client_cert: bool = False) -> Iterato
     """
     try:
         yield
+    except MaculaError:
+        raise  # translated already (PermissionDeniedError is an OSError too)
     except hvac.exceptions.InvalidPath as exc:
         errors = " ".join(exc.errors or [])
         if "no handler for route" in errors:
@@ -698,6 +738,14 @@ def _translate(address: str, what: str, *, client_cert: bool = False) -> Iterato
         raise UnavailableError(f"cannot reach vault at {address}: {_reason(exc)}") from exc
     except requests.exceptions.RequestException as exc:
         raise BackendError(f"request to vault at {address} failed: {_reason(exc)}") from exc
+    # The stdlib reader's transport errors (backends/_vaulthttp.py).
+    except ssl.SSLError as exc:
+        reason = _reason(exc)
+        problem, hint = _tls_problem(reason, client_cert=client_cert)
+        raise BackendError(f"TLS to vault at {address} failed: {problem} ({reason})",
+                           hint=hint) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise UnavailableError(f"cannot reach vault at {address}: {_reason(exc)}") from exc
 
 
 _CA_HINT: Final = ("set [vault] ca_cert (or VAULT_CACERT; verify= for VaultBackend) to the "
@@ -778,6 +826,11 @@ def _not_applied(cause: BaseException | None) -> bool:
         return True
     return isinstance(cause, requests.exceptions.ConnectionError) and not isinstance(
         cause, requests.exceptions.ReadTimeout)
+
+
+def _header_safe(value: str) -> bool:
+    """Whether ``value`` can be sent as an HTTP header value (printable ASCII)."""
+    return value.isascii() and value.isprintable()
 
 
 def _first_error(exc: Any) -> str:
