@@ -25,6 +25,14 @@ Every setting has a default, so ``Secrets.open()`` works on a bare machine::
     client_cert = "/etc/macula/client.pem"   # mTLS, with client_key; VAULT_CLIENT_CERT /
     client_key = "/etc/macula/client-key.pem"  # VAULT_CLIENT_KEY override
 
+    [master_key]                        # where the store's master key lives (docs/keys.md)
+    provider = "file"                   # file | env | passphrase | identity | tpm
+    path = "/var/lib/macula-secrets/master.key"  # default <home>/master.key (.sealed if sealed)
+    passphrase_file = "/run/secrets/pw" # passphrase: else $MACULA_SECRETS_PASSPHRASE or a prompt
+    identity = "/etc/ssh/ssh_host_ed25519_key"   # identity: this node's age or ssh key
+    tcti = "device:/dev/tpmrm0"         # tpm: which TPM; pcrs = "sha256:7" binds to PCRs
+    recovery_recipients = ["age1..."]   # escrow copy in <home>/master.key.recovery.age
+
 Unknown settings are an error (a typo must not silently fall back to a
 default), named with the file they came from.
 """
@@ -39,16 +47,34 @@ from typing import Final
 from . import _env
 from .errors import ConfigError
 
-__all__ = ["Config", "VaultConfig", "load_config"]
+__all__ = ["Config", "MasterKeyConfig", "VaultConfig", "load_config"]
 
 _KNOWN: Final = frozenset({"home", "secrets_dir", "source", "tenant", "max_versions",
-                           "max_value_size", "age_key_file", "apps", "vault"})
+                           "max_value_size", "age_key_file", "apps", "vault", "master_key"})
 _APP_KNOWN: Final = frozenset({"max_versions"})
 _VAULT_KNOWN: Final = frozenset({"address", "mount", "path", "namespace", "token_file",
                                  "role_id_file", "secret_id_file", "ca_cert", "client_cert",
                                  "client_key", "refresh",
                                  "max_stale", "timeout", "max_attempts"})
 SOURCES: Final = ("sops", "vault", "none")
+KEY_PROVIDERS: Final = ("file", "env", "passphrase", "identity", "tpm")
+_KEY_KNOWN: Final = frozenset({"provider", "path", "passphrase_file", "identity", "recipient",
+                               "tcti", "pcrs", "recovery_recipients"})
+
+
+@dataclass(frozen=True, slots=True)
+class MasterKeyConfig:
+    """The ``[master_key]`` table: where the store's master key comes from."""
+
+    provider: str | None = None
+    """``None``: chosen by what exists (docs/keys.md, "Choosing a provider")."""
+    path: str | None = None
+    passphrase_file: str | None = None
+    identity: str | None = None
+    recipient: str | None = None
+    tcti: str | None = None
+    pcrs: str | None = None
+    recovery_recipients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +119,7 @@ class Config:
     config_file: str | None = None
     vault: VaultConfig | None = None
     """The vault settings when ``source`` is ``vault`` (else ``None``)."""
+    master_key: MasterKeyConfig = field(default_factory=MasterKeyConfig)
 
     @property
     def store_path(self) -> str:
@@ -223,6 +250,35 @@ def _vault_config(data: object, env: Mapping[str, str], where: str) -> VaultConf
     )
 
 
+def _master_key_config(data: object, env: Mapping[str, str], where: str) -> MasterKeyConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: [master_key] must be a table")
+    unknown = set(data) - _KEY_KNOWN
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r} in [master_key]",
+                          hint="known settings: " + ", ".join(sorted(_KEY_KNOWN)))
+    text: dict[str, str | None] = {}
+    for name in ("provider", "path", "passphrase_file", "identity", "recipient", "tcti",
+                 "pcrs"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: master_key.{name} must be a string")
+        text[name] = value or None
+    provider = env.get(_env.MACULA_SECRETS_KEY_PROVIDER) or text["provider"]
+    if provider is not None and provider not in KEY_PROVIDERS:
+        raise ConfigError(f"{where}: master_key.provider must be one of "
+                          f"{', '.join(KEY_PROVIDERS)}, not {provider!r}")
+    raw = data.get("recovery_recipients", [])
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+        raise ConfigError(f"{where}: master_key.recovery_recipients must be a list of strings")
+    return MasterKeyConfig(provider=provider, path=text["path"],
+                           passphrase_file=text["passphrase_file"], identity=text["identity"],
+                           recipient=text["recipient"], tcti=text["tcti"], pcrs=text["pcrs"],
+                           recovery_recipients=tuple(raw))
+
+
 def load_config(
     env: Mapping[str, str] | None = None,
     *,
@@ -300,7 +356,8 @@ def load_config(
                               + ", ".join(sorted(_APP_KNOWN)))
         if "max_versions" in settings:
             app_max[app] = _int(settings["max_versions"], f"apps.{app}.max_versions", where)
+    master_key = _master_key_config(data.get("master_key", {}), env, where)
     return Config(home=os.path.abspath(home_value), secrets_dir=sdir, source=src, tenant=ten,
                   max_versions=max_versions, max_value_size=max_value_size,
                   age_key_file=age_key_file, app_max_versions=app_max, config_file=path,
-                  vault=vault)
+                  vault=vault, master_key=master_key)

@@ -120,6 +120,27 @@ MACULA_SECRETS_TENANT: Final = "MACULA_SECRETS_TENANT"
 MACULA_SECRETS_MAX_VALUE_SIZE: Final = "MACULA_SECRETS_MAX_VALUE_SIZE"
 """Largest secret value in bytes (default 1 MiB); overrides ``max_value_size``."""
 
+MACULA_SECRETS_KEY_PROVIDER: Final = "MACULA_SECRETS_KEY_PROVIDER"
+"""Where the master key comes from: ``file``, ``env``, ``passphrase``, ``identity`` or
+``tpm``; overrides ``[master_key] provider`` (docs/keys.md)."""
+
+MACULA_SECRETS_MASTER_KEY: Final = "MACULA_SECRETS_MASTER_KEY"
+"""The master key itself (``MACULA-MASTER-KEY-1...``) for the ``env`` provider: for
+containers whose orchestrator injects it. Chosen automatically when set."""
+
+MACULA_SECRETS_PASSPHRASE: Final = "MACULA_SECRETS_PASSPHRASE"  # noqa: S105 - a name
+"""Passphrase of a passphrase-sealed master key, for scripts; otherwise it is read from
+``[master_key] passphrase_file`` or asked on the terminal (never echoed)."""
+
+MACULA_SECRETS_AGENT_SOCK: Final = "MACULA_SECRETS_AGENT_SOCK"
+"""Socket of ``macula-secrets agent`` (default ``$XDG_RUNTIME_DIR/macula-secrets/agent.sock``,
+else ``/tmp/macula-secrets-<uid>/agent.sock``); the CLI and ``Secrets.open`` use the agent
+when it is there."""
+
+MACULA_SECRETS_ASKPASS: Final = "MACULA_SECRETS_ASKPASS"
+"""A program that prints a passphrase (its prompt is its argument), used when there is no
+terminal to ask on, as ``SSH_ASKPASS`` is for ssh."""
+
 XDG_DATA_HOME: Final = "XDG_DATA_HOME"
 """Base of the default home, ``$XDG_DATA_HOME/macula-secrets``."""
 

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 
 from ._config import Config, load_config
 from .errors import MaculaError, NotFoundError
-from .keys.master import MasterKeyFile
 from .localstore.store import ABSENT, DELETED, LocalStore
 
 if TYPE_CHECKING:
@@ -102,9 +101,10 @@ class Secrets:
         cfg = load_config(environ, home=os.fspath(home) if home is not None else None,
                           secrets_dir=os.fspath(secrets_dir) if secrets_dir is not None
                           else None, source=source, tenant=tenant)
+        from ._masterkey import open_provider
         from .audit import AuditLog
 
-        store = LocalStore(cfg.store_path, MasterKeyFile(cfg.master_key_path),
+        store = LocalStore(cfg.store_path, open_provider(cfg, environ),
                            max_versions=cfg.max_versions, max_value_size=cfg.max_value_size,
                            audit=AuditLog(cfg.audit_path))
         try:

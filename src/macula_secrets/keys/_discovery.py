@@ -54,6 +54,9 @@ def read_passphrase_from_terminal(prompt: str, *, stdin: TextIO | None = None) -
         KeySourceError: standard input is not a terminal, so nobody can answer.
     """
     stream = sys.stdin if stdin is None else stdin
+    askpass = os.environ.get(_env.MACULA_SECRETS_ASKPASS)
+    if (stream is None or not stream.isatty()) and askpass:
+        return _askpass(askpass, prompt)
     if stream is None or not stream.isatty():
         raise KeySourceError(
             "cannot ask for a passphrase: standard input is not a terminal",
@@ -65,6 +68,19 @@ def read_passphrase_from_terminal(prompt: str, *, stdin: TextIO | None = None) -
         return getpass.getpass(prompt)
     except EOFError:
         raise KeySourceError("no passphrase given: end of input") from None
+
+
+def _askpass(program: str, prompt: str) -> str:
+    """The first line a passphrase program prints (``$MACULA_SECRETS_ASKPASS PROMPT``)."""
+    import subprocess
+
+    try:
+        done = subprocess.run([program, prompt], capture_output=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise KeySourceError(f"cannot run the passphrase program {program}: {exc}") from None
+    if done.returncode != 0:
+        raise KeySourceError(f"the passphrase program {program} exited with {done.returncode}")
+    return done.stdout.decode("utf-8", "replace").split("\n", 1)[0].rstrip("\r")
 
 
 class _Locked:
@@ -313,6 +329,21 @@ class IdentitySources:
             raise KeySourceError(
                 f"identity file {locked.location} is encrypted, but not with a passphrase"
             )
+        from macula_secrets.keys import _unlocked
+
+        plaintext = _unlocked.recall("age-identity-file", locked.contents)
+        if plaintext is None:
+            plaintext = self._decrypt_locked(locked)
+            _unlocked.remember("age-identity-file", locked.contents, plaintext)
+        found = _age.parse_identities(
+            plaintext.decode("utf-8", "surrogateescape"), source=locked.location
+        )
+        if not found:
+            raise KeySourceError(f"no identities in encrypted identity file {locked.location}")
+        return found
+
+    def _decrypt_locked(self, locked: _Locked) -> bytes:
+        """Ask for the passphrase and decrypt a passphrase-protected identity file."""
         if self._read_passphrase is None:
             raise KeySourceError(
                 f"identity file {locked.location} is protected by a passphrase",
@@ -320,19 +351,13 @@ class IdentitySources:
             )
         passphrase = self._read_passphrase(f"Enter passphrase for identity '{locked.location}':")
         try:
-            plaintext = _age.decrypt_with_passphrase(locked.contents, passphrase)
+            return _age.decrypt_with_passphrase(locked.contents, passphrase)
         except NoMatchingKeyError:
             raise KeySourceError(
                 f"incorrect passphrase for identity file {locked.location}"
             ) from None
         except MaculaError as exc:  # FormatError, IntegrityError, LimitError
             raise KeySourceError(f"cannot decrypt identity file {locked.location}: {exc}") from exc
-        found = _age.parse_identities(
-            plaintext.decode("utf-8", "surrogateescape"), source=locked.location
-        )
-        if not found:
-            raise KeySourceError(f"no identities in encrypted identity file {locked.location}")
-        return found
 
     def unwrap_data_key(self, enc: str, *, recipient: str) -> bytes:
         """Unwrap one age ``enc`` field with every identity found, as sops does.

@@ -73,7 +73,15 @@ class MasterKeyProvider(Protocol):
 
 
 class MasterKeyFile:
-    """A master key in a text file, mode 0600, refused when others can read it."""
+    """A master key in a text file, mode 0600, refused when others can read it.
+
+    Subclasses store the key differently (``keys.sealed.SealedKeyFile``) by
+    overriding :meth:`_text` and :meth:`_read`; creation, rotation and the
+    lock stay the same.
+    """
+
+    missing_hint = ("restore the key file from your backup, recover it with `macula-secrets "
+                    "key combine`, or from the escrow copy (docs/keys.md)")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -87,24 +95,22 @@ class MasterKeyFile:
         return os.path.exists(self.path)
 
     def create(self, key: bytes) -> None:
-        _write_new(self.path, key)
+        write_new(self.path, self._text(key))
 
     def candidates(self) -> list[bytes]:
         try:
-            keys = [_read_key(self.path)]
+            keys = [self._read(self.path)]
         except FileNotFoundError:
-            raise LockedError(
-                f"no master key: {self.path} does not exist",
-                hint="restore the key file from your backup (the store cannot be read without it)",
-            ) from None
+            raise LockedError(f"no master key: {self.path} does not exist",
+                              hint=self.missing_hint) from None
         with contextlib.suppress(FileNotFoundError, KeySourceError):
-            keys.append(_read_key(self.pending_path))
+            keys.append(self._read(self.pending_path))
         return keys
 
     def begin_rotation(self, key: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.pending_path)
-        _write_new(self.pending_path, key)
+        write_new(self.pending_path, self._text(key))
 
     def commit_rotation(self) -> None:
         os.replace(self.pending_path, self.path)
@@ -114,15 +120,29 @@ class MasterKeyFile:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.pending_path)
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        # flock on a separate file: the key file itself is replaced by rename.
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.path)
+
+    def _text(self, key: bytes) -> str:
+        """The file's text for ``key``."""
+        if len(key) != _KEY_SIZE:
+            raise ValueError("a master key is 32 bytes")
+        return format_key(key)
+
+    def _read(self, path: str) -> bytes:
+        """The key in the file at ``path`` (``FileNotFoundError`` when there is none)."""
+        return parse_key(read_private(path), source=path)
+
+
+@contextlib.contextmanager
+def file_lock(path: str) -> Iterator[None]:
+    """Exclusive across processes, on ``<path>.lock``: the key file itself is replaced by rename."""
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def format_key(key: bytes) -> str:
@@ -154,26 +174,26 @@ def parse_key(text: str, *, source: str) -> bytes:
     raise KeySourceError(f"{source} is not a macula-secrets master key file")
 
 
-def _read_key(path: str) -> bytes:
+def read_private(path: str, what: str = "master key file", *, limit: int = 65536) -> str:
+    """The ASCII text of a key file that only its owner can read; else KeySourceError."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & 0o077:
             raise KeySourceError(
-                f"master key file {path} can be read by others (mode {mode:04o})",
+                f"{what} {path} can be read by others (mode {mode:04o})",
                 hint=f"run: chmod 600 {path}",
             )
-        data = os.read(fd, 4096)
+        data = os.read(fd, limit)
     finally:
         os.close(fd)
     try:
-        text = data.decode("ascii")
+        return data.decode("ascii")
     except UnicodeDecodeError:
-        raise KeySourceError(f"{path} is not a macula-secrets master key file") from None
-    return parse_key(text, source=path)
+        raise KeySourceError(f"{path} is not a macula-secrets {what}") from None
 
 
-def _write_new(path: str, key: bytes) -> None:
+def write_new(path: str, text: str) -> None:
     """Write a key file that appears whole or not at all, never over an existing one.
 
     The text goes to a temporary file (0600 from the start, so the key is
@@ -181,8 +201,6 @@ def _write_new(path: str, key: bytes) -> None:
     hard-linked to its name: ``link`` fails if the name exists, and a crash
     leaves either no key file or a complete one.
     """
-    if len(key) != _KEY_SIZE:
-        raise ValueError("a master key is 32 bytes")
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, mode=0o700, exist_ok=True)
     _remove_stale_temporaries(path)
@@ -192,14 +210,14 @@ def _write_new(path: str, key: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, format_key(key).encode("ascii"))
+        os.write(fd, text.encode("ascii"))
         os.fsync(fd)
     finally:
         os.close(fd)
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise KeySourceError(f"master key file {path} already exists") from None
+        raise KeySourceError(f"key file {path} already exists") from None
     finally:
         os.unlink(tmp)
     _fsync_dir(path)
