@@ -38,6 +38,9 @@ SOPS-compatible file commands (flags as sops names them):
 age-encrypted env files (<app>.env.age, whole-file age, readable by `age -d`):
   envfile       encrypt, decrypt, edit
 
+Nodes of a GitOps secrets folder (their age or ssh-ed25519 keys in .sops.yaml):
+  node          add, remove (and rotate the data keys it had), list
+
 Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   get / put     read or write one secret of an app
   list          apps, or the keys of an app
@@ -45,7 +48,7 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   delete        soft-delete (undelete restores);  destroy: erase versions for good
   sync          bring the store in line with the secrets folder or Vault (idempotent)
   run           run a command with an app's secrets as environment variables
-  key           master key: rotate-master
+  key           master key: rotate-master; split, combine (M-of-N recovery shares)
   audit         the audit log: tail, verify
 
 The store lives in $MACULA_SECRETS_HOME (default ~/.local/share/macula-secrets);
@@ -273,6 +276,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_store_commands(cmd, command)
     _add_audit_commands(cmd, command)
     _add_envfile_commands(cmd, command)
+    _add_node_commands(cmd, command)
     return parser
 
 
@@ -430,6 +434,53 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
     k.add_argument("--reencrypt", action="store_true",
                    help="also replace data keys and re-encrypt every value")
     _store_options(k)
+    _add_share_operations(op)
+
+
+def _add_share_operations(op: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """``key split`` and ``key combine``: recovery shares (cli/sharecmds.py)."""
+    s = op("split", "split the master key into M-of-N recovery shares",
+           "Split the store's master key (or, with --identity, an age identity) into\n"
+           "N shares, any M of which restore it; fewer than M reveal nothing about it.\n"
+           "Give each share to a different custodian, printed or as a file. Each share\n"
+           "is one line, macula-share-1-XXXX-XXXX-..., with a checksum: a mistyped\n"
+           "character is caught and the share named. The first two groups are the\n"
+           "split id, the same on every share of one split; shares of different splits\n"
+           "never combine. After `key rotate-master`, split the new key: shares of the\n"
+           "old one no longer open the store.\n\n"
+           "examples:\n"
+           "  macula-secrets key split --shares 5 --threshold 3\n"
+           "  macula-secrets key split --shares 3 --threshold 2 --out-dir /media/usb\n"
+           "  macula-secrets key split --shares 3 --threshold 2 --identity keys.txt")
+    s.add_argument("--shares", type=int, required=True, metavar="N",
+                   help="how many shares to make (2 to 255)")
+    s.add_argument("--threshold", type=int, required=True, metavar="M",
+                   help="how many shares restore the key (2 to N)")
+    s.add_argument("--identity", metavar="FILE",
+                   help="split the age identity in FILE (one AGE-SECRET-KEY-1 line) instead "
+                        "of the master key")
+    s.add_argument("--out-dir", metavar="DIR",
+                   help="write one file per share into DIR (mode 0600) instead of printing "
+                        "them")
+    _home_option(s)
+    c = op("combine", "restore the master key from recovery shares",
+           "Restore what `key split` split from M of its shares: from FILEs (share\n"
+           "files, '#' lines ignored), else typed or pasted at a hidden prompt one by\n"
+           "one (a mistyped share is named and asked for again), else one share per\n"
+           "line of standard input. Case, spaces and dashes do not matter.\n\n"
+           "A master key is written to <home>/master.key (mode 0600), and the store is\n"
+           "opened with it to check that it fits; an existing different key file is\n"
+           "never replaced. An age identity is written (mode 0600) to\n"
+           "$SOPS_AGE_KEY_FILE, else ~/.config/sops/age/keys.txt, if that does not\n"
+           "exist yet. --output FILE writes either somewhere else.\n\n"
+           "examples:\n"
+           "  macula-secrets key combine\n"
+           "  macula-secrets key combine share-1.txt share-4.txt share-5.txt\n"
+           "  macula-secrets key combine --output /tmp/master.key < shares.txt")
+    c.add_argument("files", nargs="*", metavar="FILE", help="share files (default: ask)")
+    c.add_argument("--output", metavar="FILE",
+                   help="write the restored key to FILE (mode 0600; never over another key)")
+    _home_option(c)
 
 
 def _add_audit_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
@@ -518,6 +569,44 @@ def _add_envfile_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser
                    help="write ASCII-armored age (default: as FILE was; binary for a new one)")
 
 
+def _add_node_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
+                       command: str | None) -> None:
+    p = cmd("node", "enroll or remove nodes of a secrets folder: add, remove, list",
+            "A node is a machine that decrypts the secrets folder with its own age key\n"
+            "(age1...) or ssh-ed25519 host key. Its key is a recipient in the .sops.yaml\n"
+            "creation rules (found from the folder upwards, or --config), its name is in\n"
+            "the file's 'nodes:' mapping (sops ignores that key).\n\n"
+            "examples:\n"
+            "  macula-secrets node add edge-7 age1... --dir secrets\n"
+            "  macula-secrets node add edge-8 \"$(cat /etc/ssh/ssh_host_ed25519_key.pub)\"\n"
+            "  macula-secrets node remove edge-7\n"
+            "  macula-secrets node list --json")
+    if command is not None and command != "node":
+        return
+    op = _operations(p, "node")
+    a = op("add", "enroll a node and re-wrap every file for it",
+           "Add PUBKEY (age1... or an ssh-ed25519 public key line) to the creation rules\n"
+           "that match the folder's SOPS files, record NAME, and re-wrap the data key of\n"
+           "every file for its new recipients (as updatekeys: values unchanged). Every\n"
+           "file must open with the identities found as sops finds them. If one cannot\n"
+           "be opened or written, nothing changes.")
+    a.add_argument("name", metavar="NAME", help="the node's name (letters, digits, . _ -)")
+    a.add_argument("pubkey", metavar="PUBKEY", help="age1... or 'ssh-ed25519 AAAA... [comment]'")
+    r = op("remove", "remove a node and rotate the files it could read",
+           "Remove NAME's key from every creation rule and give each file it could read\n"
+           "a new data key (every value re-encrypted, as rotate), so the data keys the\n"
+           "node may have kept open nothing new. If one file cannot be opened or\n"
+           "written, nothing changes.")
+    r.add_argument("name", metavar="NAME")
+    ls = op("list", "list the nodes, their keys, rules and files",
+            "List the enrolled nodes: public key, creation rules (by index) that hold\n"
+            "it, and the folder's files whose metadata lists it. Reads no secrets.")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    for q in (a, r, ls):
+        q.add_argument("--dir", metavar="SECRETS_DIR",
+                       help="the secrets folder (default: $MACULA_SECRETS_DIR, or ./secrets)")
+
+
 _STORE_COMMANDS = frozenset((
     "get", "put", "delete", "undelete", "destroy", "list", "history", "rollback", "sync",
     "run", "key", "audit",
@@ -543,7 +632,7 @@ class _Stub:
 
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
-    "filestatus", "exec-env", "exec-file", "envfile",
+    "filestatus", "exec-env", "exec-file", "envfile", "node",
     *_STORE_COMMANDS,
 ))
 
@@ -576,10 +665,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_sops_codes(bool(args.sops_exit_codes))
 
     try:
+        if args.run in ("key split", "key combine"):
+            from . import sharecmds
+
+            return sharecmds.run(args)
         if args.run in _STORE_COMMANDS or args.run.startswith(("key ", "audit ")):
             from . import storecmds
 
             return storecmds.run(args)
+        if args.run.startswith("node "):
+            from . import nodecmds
+
+            return nodecmds.run(args)
         if args.run.startswith("envfile "):
             from . import envcmds
 
