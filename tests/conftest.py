@@ -67,8 +67,12 @@ def _isolated_env(
         monkeypatch.delenv(name, raising=False)
     for name in ("MACULA_SECRETS_HOME", "MACULA_SECRETS_DIR", "MACULA_SECRETS_CONFIG",
                  "MACULA_SECRETS_SOURCE", "MACULA_SECRETS_TENANT",
-                 "MACULA_SECRETS_MAX_VALUE_SIZE"):
+                 "MACULA_SECRETS_MAX_VALUE_SIZE", "MACULA_SECRETS_KEY_PROVIDER",
+                 "MACULA_SECRETS_MASTER_KEY", "MACULA_SECRETS_PASSPHRASE",
+                 "MACULA_SECRETS_ASKPASS", "XDG_RUNTIME_DIR"):
         monkeypatch.delenv(name, raising=False)
+    # No test talks to an agent the developer runs: the default socket is a private nowhere.
+    monkeypatch.setenv("MACULA_SECRETS_AGENT_SOCK", str(home / "no-agent" / "agent.sock"))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ Every setting has a default, so ``Secrets.open()`` works on a bare machine::
     client_key = "/etc/macula/client-key.pem"  # VAULT_CLIENT_KEY override
 
     [master_key]                        # where the store's master key lives (docs/keys.md)
-    provider = "file"                   # file | env | passphrase | identity | tpm
+    provider = "file"                   # file | env | passphrase | identity | tpm | shares
     path = "/var/lib/macula-secrets/master.key"  # default <home>/master.key (.sealed if sealed)
     passphrase_file = "/run/secrets/pw" # passphrase: else $MACULA_SECRETS_PASSPHRASE or a prompt
     identity = "/etc/ssh/ssh_host_ed25519_key"   # identity: this node's age or ssh key
@@ -57,7 +57,7 @@ _VAULT_KNOWN: Final = frozenset({"address", "mount", "path", "namespace", "token
                                  "client_key", "refresh",
                                  "max_stale", "timeout", "max_attempts"})
 SOURCES: Final = ("sops", "vault", "none")
-KEY_PROVIDERS: Final = ("file", "env", "passphrase", "identity", "tpm")
+KEY_PROVIDERS: Final = ("file", "env", "passphrase", "identity", "tpm", "shares")
 _KEY_KNOWN: Final = frozenset({"provider", "path", "passphrase_file", "identity", "recipient",
                                "tcti", "pcrs", "recovery_recipients"})
 

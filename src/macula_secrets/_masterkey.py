@@ -8,7 +8,9 @@ moved from a file into a sealed file (``key migrate``):
 1. ``$MACULA_SECRETS_MASTER_KEY`` set: ``env``;
 2. ``<path or home>/master.key`` exists: ``file``;
 3. ``master.key.sealed`` exists: the kind it was sealed by;
-4. otherwise ``file`` (a new store creates a key file).
+4. a store exists without either: ``shares`` (its key is held by the agent
+   after ``macula-secrets unlock``);
+5. otherwise ``file`` (a new store creates a key file).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def chosen_kind(cfg: Config, env: Mapping[str, str]) -> str:
     from .keys.sealed import sealed_kind
 
     kind = sealed_kind(sealed_path(cfg))
+    if kind is None and os.path.exists(cfg.store_path):
+        return "shares"
     return kind or "file"
 
 
@@ -91,6 +95,11 @@ def provider_for(kind: str, cfg: Config, env: Mapping[str, str], *,
             raise ConfigError("the identity provider needs [master_key] identity",
                               hint="the node's age identity file or ssh host key")
         return SealedKeyFile(path, IdentitySealer(mk.identity, recipient=mk.recipient))
+    if kind == "shares":
+        from .keys.sealed import HeldKey
+
+        return HeldKey(cfg.store_path,
+                       key_file=None if cfg.master_key.provider == "shares" else _plain_path(cfg))
     if kind == "tpm":
         from .keys.tpm import TpmSealer
 

@@ -102,6 +102,9 @@ class Secrets:
                           secrets_dir=os.fspath(secrets_dir) if secrets_dir is not None
                           else None, source=source, tenant=tenant)
         from ._masterkey import open_provider
+        from .agent import use_if_running
+
+        use_if_running(environ)  # unlock once: keys the agent holds are not asked for again
         from .audit import AuditLog
 
         store = LocalStore(cfg.store_path, open_provider(cfg, environ),

@@ -23,6 +23,9 @@ _FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 _DESCRIPTION = """\
 Secrets for machines that run without Kubernetes.
 
+First run:
+  init          set up an age identity, the store's master key and its recovery
+
 SOPS-compatible file commands (flags as sops names them):
   keygen        make an age identity (private key); public key on stderr
   encrypt       encrypt a file for age recipients (--age or .sops.yaml)
@@ -48,7 +51,8 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   delete        soft-delete (undelete restores);  destroy: erase versions for good
   sync          bring the store in line with the secrets folder or Vault (idempotent)
   run           run a command with an app's secrets as environment variables
-  key           master key: rotate-master; split, combine (M-of-N recovery shares)
+  key           master key: rotate-master, migrate, escrow; split, combine (M-of-N shares)
+  agent         unlock once per session: start, lock, stop, status;  unlock: from shares
   audit         the audit log: tail, verify
 
 The store lives in $MACULA_SECRETS_HOME (default ~/.local/share/macula-secrets);
@@ -277,6 +281,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_audit_commands(cmd, command)
     _add_envfile_commands(cmd, command)
     _add_node_commands(cmd, command)
+    _add_init_command(cmd)
+    _add_agent_commands(cmd, command)
     return parser
 
 
@@ -435,6 +441,7 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
                    help="also replace data keys and re-encrypt every value")
     _store_options(k)
     _add_share_operations(op)
+    _add_key_move_operations(op)
 
 
 def _add_share_operations(op: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
@@ -481,6 +488,85 @@ def _add_share_operations(op: Callable[[str, str, str], argparse.ArgumentParser]
     c.add_argument("--output", metavar="FILE",
                    help="write the restored key to FILE (mode 0600; never over another key)")
     _home_option(c)
+
+
+def _add_key_move_operations(op: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """``key migrate`` and ``key escrow`` (cli/keycmds.py)."""
+    m = op("migrate", "move the master key to another provider",
+           "Move the store's master key to another provider: a sealed file\n"
+           "(<home>/master.key.sealed) for passphrase, identity (the node's age or\n"
+           "ssh-ed25519 key, [master_key] identity) or tpm ([master_key] tcti, pcrs),\n"
+           "or back to a plain key file. The new copy is read back before the old\n"
+           "file is zeroed and removed; every secret stays readable. A passphrase is\n"
+           "asked twice on the terminal (or taken from MACULA_SECRETS_PASSPHRASE).\n"
+           "With no [master_key] provider set, the store then finds the new file by\n"
+           "itself.\n\n"
+           "examples:\n"
+           "  macula-secrets key migrate --to passphrase\n"
+           "  macula-secrets key migrate --to tpm      # with [master_key] pcrs = \"sha256:7\"\n"
+           "  macula-secrets key migrate --to file     # back to a plain key file")
+    m.add_argument("--to", required=True, choices=("file", "passphrase", "identity", "tpm"),
+                   help="the new provider")
+    m.add_argument("--keep-old", action="store_true",
+                   help="keep the old key file (as <file>.old when sealed to sealed)")
+    _home_option(m)
+    e = op("escrow", "write the recovery copy of the master key now",
+           "Write <home>/master.key.recovery.age: the master key encrypted to offline\n"
+           "recovery recipients (age), so losing this node's TPM or passphrase is not\n"
+           "losing the data. Stores with [master_key] recovery_recipients keep it up\n"
+           "to date on every rotation; this writes it now (for a store made before).\n"
+           "Recover with: age -d -i RECOVERY_IDENTITY master.key.recovery.age > master.key")
+    e.add_argument("--recipient", action="append", metavar="AGE_RECIPIENT",
+                   help="a recovery recipient (repeat for several; default: "
+                        "[master_key] recovery_recipients)")
+    _home_option(e)
+
+
+def _add_agent_operations(p: argparse.ArgumentParser) -> None:
+    from .keycmds import DEFAULT_TTL, parse_duration
+
+    op = _operations(p, "agent")
+    s = op("start", "start the agent (in the background)",
+           "Start the agent, in the background unless --foreground (for systemd).")
+    s.add_argument("--ttl", type=parse_duration, default=float(DEFAULT_TTL), metavar="TIME",
+                   help="forget each key this long after it was unlocked: 90s, 15m, 2h "
+                        "(default 15m)")
+    s.add_argument("--foreground", action="store_true", help="stay in the foreground")
+    s.add_argument("--socket", metavar="PATH",
+                   help="the socket (default: $MACULA_SECRETS_AGENT_SOCK, see agent --help)")
+    for name, summary in (("stop", "stop the agent (it forgets everything)"),
+                          ("lock", "forget every unlocked key now"),
+                          ("status", "show what the agent holds (counts, never keys)")):
+        op(name, summary, summary[0].upper() + summary[1:] + ".")
+
+
+def _add_agent_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
+                        command: str | None) -> None:
+    p = cmd("agent", "unlock once: hold unlocked keys for a session (start, lock, ...)",
+            "The agent keeps unsealed master keys and unlocked age identities in memory\n"
+            "for --ttl after they were unlocked, on a Unix socket only its user can open\n"
+            "(a 0700 folder; the peer's uid is checked). Every command and Secrets.open\n"
+            "use it when it runs, so a passphrase, TPM or hardware key is asked once per\n"
+            "session, not once per file. Its socket: $MACULA_SECRETS_AGENT_SOCK, else\n"
+            "$XDG_RUNTIME_DIR/macula-secrets/agent.sock, else\n"
+            "/tmp/macula-secrets-<uid>/agent.sock.\n\n"
+            "examples:\n"
+            "  macula-secrets agent start --ttl 30m\n"
+            "  macula-secrets agent lock      # forget everything now\n"
+            "  macula-secrets agent stop")
+    if command is None or command == "agent":
+        _add_agent_operations(p)
+    u = cmd("unlock", "open a store whose key is only in recovery shares (via the agent)",
+            "Vault-style unseal: combine M recovery shares (from FILEs, a hidden prompt,\n"
+            "or standard input, as `key combine`), check that the key opens the store,\n"
+            "and hand it to the running agent. No key file is written: the store opens\n"
+            "while the agent holds the key (until --ttl, `agent lock` or a reboot).\n\n"
+            "examples:\n"
+            "  macula-secrets agent start && macula-secrets unlock\n"
+            "  macula-secrets unlock share-1.txt share-3.txt")
+    u.add_argument("files", nargs="*", metavar="FILE", help="share files (default: ask)")
+    u.set_defaults(run="unlock")
+    _home_option(u)
 
 
 def _add_audit_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
@@ -607,6 +693,58 @@ def _add_node_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
                        help="the secrets folder (default: $MACULA_SECRETS_DIR, or ./secrets)")
 
 
+
+def _add_init_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """``init``: the first-run wizard (cli/initcmd.py)."""
+    p = cmd("init", "first run: age identity, master key, recovery",
+            "Set up this machine: (1) an age identity for the SOPS files (new, or\n"
+            "--import-identity; an existing file is reused, never overwritten), whose\n"
+            "public key goes into .sops.yaml; (2) the store and where its master key\n"
+            "lives (file, passphrase, identity, tpm), written to [master_key] in\n"
+            "<home>/config.toml; (3) optionally recovery shares and an escrow copy.\n"
+            "On a terminal it asks, with defaults in brackets; otherwise (or with\n"
+            "--yes) flags and defaults answer. An initialised home is refused unless\n"
+            "--force, which only does the missing steps and never replaces a key.\n\n"
+            "examples:\n"
+            "  macula-secrets init\n"
+            "  macula-secrets init --yes --provider tpm --pcrs sha256:7 \\\n"
+            "      --shares 3 --threshold 2 --shares-dir /media/usb\n"
+            "  MACULA_SECRETS_PASSPHRASE=... macula-secrets init --yes --provider passphrase\n"
+            "  macula-secrets init --yes --provider identity \\\n"
+            "      --node-identity /etc/ssh/ssh_host_ed25519_key --recovery-recipient age1...")
+    p.add_argument("-y", "--yes", action="store_true",
+                   help="ask nothing: flags, else the defaults (a passphrase is still asked "
+                        "on a terminal when no other source is given)")
+    p.add_argument("--force", action="store_true",
+                   help="run on an initialised home: only the missing steps, no key replaced")
+    p.add_argument("--identity-out", metavar="FILE",
+                   help="the age identity file (default: $SOPS_AGE_KEY_FILE, else "
+                        "~/.config/sops/age/keys.txt)")
+    p.add_argument("--import-identity", metavar="FILE",
+                   help="copy the age identity in FILE there instead of making a new one")
+    p.add_argument("--provider", metavar="KIND",
+                   help="where the master key lives: file (default), passphrase, identity, "
+                        "tpm (when a TPM is present)")
+    p.add_argument("--passphrase-file", metavar="FILE",
+                   help="passphrase: read it from FILE (mode 0600), else "
+                        "$MACULA_SECRETS_PASSPHRASE, else asked twice")
+    p.add_argument("--node-identity", metavar="FILE",
+                   help="identity: the age identity or ssh key to seal to (default: the "
+                        "identity of step 1), e.g. /etc/ssh/ssh_host_ed25519_key")
+    p.add_argument("--tcti", metavar="TCTI",
+                   help="tpm: which TPM (default device:/dev/tpmrm0)")
+    p.add_argument("--pcrs", metavar="SELECTION",
+                   help="tpm: bind the key to these PCRs, e.g. sha256:7")
+    p.add_argument("--shares", type=int, metavar="N", help="split the master key into N shares")
+    p.add_argument("--threshold", type=int, metavar="M", help="of which M restore it")
+    p.add_argument("--shares-dir", metavar="DIR",
+                   help="write the shares as 0600 files into DIR (default: print them)")
+    p.add_argument("--recovery-recipient", action="append", metavar="RECIPIENT",
+                   help="age1... recipient of an escrow copy of the master key (repeatable)")
+    _home_option(p)
+    p.set_defaults(run="init")
+
+
 _STORE_COMMANDS = frozenset((
     "get", "put", "delete", "undelete", "destroy", "list", "history", "rollback", "sync",
     "run", "key", "audit",
@@ -632,7 +770,7 @@ class _Stub:
 
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
-    "filestatus", "exec-env", "exec-file", "envfile", "node",
+    "filestatus", "exec-env", "exec-file", "envfile", "node", "init", "agent", "unlock",
     *_STORE_COMMANDS,
 ))
 
@@ -665,6 +803,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_sops_codes(bool(args.sops_exit_codes))
 
     try:
+        if args.run == "init":
+            from . import initcmd
+
+            return initcmd.run(args)
+        if not args.run.startswith("agent "):
+            from ..agent import use_if_running
+
+            use_if_running(os.environ)  # unlock once: keys the agent holds are not asked for
+        if args.run.startswith("agent ") or args.run in ("unlock", "key migrate", "key escrow"):
+            from . import keycmds
+
+            return keycmds.run(args)
         if args.run in ("key split", "key combine"):
             from . import sharecmds
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .._config import Config
     from ..keys.shares import Kind, ShareSet
 
-__all__ = ["run"]
+__all__ = ["check_split_counts", "emit_shares", "read_shares", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,17 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from ..keys.shares import parse_share, split_secret
-
-    shares, threshold = args.shares, args.threshold
-    if not 2 <= shares <= 255:
-        raise CommandError(f"--shares must be between 2 and 255, not {shares}")
-    if threshold < 2:
-        raise CommandError("--threshold must be at least 2",
-                           hint="with 1, every share would be a whole copy of the key")
-    if threshold > shares:
-        raise CommandError(f"--threshold {threshold} is more than --shares {shares}",
-                           hint="the threshold is how many of the shares restore the key")
+    check_split_counts(args.shares, args.threshold)
     kind: Kind
     if args.identity is not None:
         from ..keys.shares import identity_from_secret, identity_to_secret
@@ -57,10 +47,33 @@ def _split(args: argparse.Namespace) -> int:
         kind = "master-key"
         secret = _current_master_key(cfg)
         what = f"the master key of {cfg.home} on {os.uname().nodename}"
+    emit_shares(secret, kind, shares=args.shares, threshold=args.threshold, what=what,
+                out_dir=args.out_dir)
+    return X.OK
+
+
+def check_split_counts(shares: int, threshold: int) -> None:
+    """Refuse share counts that ``split_secret`` cannot make or that would be unsafe."""
+    if not 2 <= shares <= 255:
+        raise CommandError(f"--shares must be between 2 and 255, not {shares}")
+    if threshold < 2:
+        raise CommandError("--threshold must be at least 2",
+                           hint="with 1, every share would be a whole copy of the key")
+    if threshold > shares:
+        raise CommandError(f"--threshold {threshold} is more than --shares {shares}",
+                           hint="the threshold is how many of the shares restore the key")
+
+
+def emit_shares(secret: bytes, kind: Kind, *, shares: int, threshold: int, what: str,
+                out_dir: str | None) -> list[str]:
+    """Split ``secret`` and print the shares on stdout, or write one 0600 file each into
+    ``out_dir`` (their paths are printed); returns the files written (``init`` uses it too)."""
+    from ..keys.shares import parse_share, split_secret
+
     texts = split_secret(secret, kind, shares, threshold)
     split_id = parse_share(texts[0]).split_id
     restore = f"any {threshold} of the {shares} shares restore it; fewer reveal nothing"
-    if args.out_dir is None:
+    if out_dir is None:
         out = [f"# Recovery shares for {what}.",
                f"# Split {split_id}: {restore}.",
                "# Give each custodian one share (printed, or in a private file), kept apart "
@@ -70,14 +83,14 @@ def _split(args: argparse.Namespace) -> int:
         for number, text in enumerate(texts, start=1):
             out += ["", f"# share {number} of {shares} (split {split_id})", text]
         sys.stdout.write("\n".join(out) + "\n")
-        return X.OK
-    paths = _write_share_files(args.out_dir, texts, split_id=split_id, what=what,
+        return []
+    paths = _write_share_files(out_dir, texts, split_id=split_id, what=what,
                                restore=restore, kind=kind)
     for path in paths:
         sys.stdout.write(path + "\n")
     note(f"wrote {shares} shares of split {split_id} ({restore})")
     note("give each custodian one file, then delete the copies here")
-    return X.OK
+    return paths
 
 
 def _rotation_note(kind: Kind) -> str:
@@ -148,12 +161,13 @@ def _read_hidden(prompt: str) -> str:
     return getpass.getpass(prompt)
 
 
-def _combine(args: argparse.Namespace) -> int:
+def read_shares(files: list[str]) -> tuple[Kind, bytes]:
+    """Combine shares from ``files``, else a hidden prompt on a TTY, else stdin lines."""
     from ..keys.shares import ShareSet
 
     collected = ShareSet()
-    if args.files:
-        for path in args.files:
+    if files:
+        for path in files:
             collected.add(_share_in_file(path), source=path)
     elif _stdin_is_tty():
         _prompt(collected)
@@ -161,7 +175,11 @@ def _combine(args: argparse.Namespace) -> int:
         for number, line in enumerate(sys.stdin, start=1):
             if line.strip() and not line.lstrip().startswith("#"):
                 collected.add(line, source=f"the share on line {number} of standard input")
-    kind, secret = collected.combine()
+    return collected.combine()
+
+
+def _combine(args: argparse.Namespace) -> int:
+    kind, secret = read_shares(args.files)
     if kind == "master-key":
         return _restore_master(args, secret)
     return _restore_identity(args, secret)

@@ -15,10 +15,9 @@ call is a no-op: the keys layer itself does no socket I/O.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from typing import Protocol
 
-__all__ = ["Hook", "install", "name_of", "recall", "remember"]
+__all__ = ["Hook", "held", "install", "name_of", "recall", "remember"]
 
 
 class Hook(Protocol):
@@ -37,6 +36,8 @@ def install(hook: Hook | None) -> None:
 
 
 def name_of(kind: str, locked: bytes) -> str:
+    import hashlib  # here, not at import: `decrypt` starts without it (tests/api/test_layers)
+
     return f"{kind}:{hashlib.sha256(locked).hexdigest()}"
 
 
@@ -58,3 +59,15 @@ def remember(kind: str, locked: bytes, value: bytes) -> None:
         return
     with contextlib.suppress(OSError):  # the agent went away: nothing to share
         hook.put(name_of(kind, locked), value)
+
+
+def held(name: str) -> bytes | None:
+    """What the hook holds under ``name`` (a key handed over by ``unlock``), if anything.
+
+    Raises:
+        OSError: there is no agent, or it does not answer.
+    """
+    hook = _hook
+    if hook is None:
+        raise OSError("no agent is running")
+    return hook.get(name)

@@ -32,14 +32,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
-from ..errors import KeySourceError
+from ..errors import KeySourceError, LockedError
 from .master import MasterKeyFile, format_key, parse_key, read_private
 
 if TYPE_CHECKING:
     from .age import AgeIdentity, AgeRecipient
 
-__all__ = ["SEALED_PREFIX", "EnvKey", "IdentitySealer", "PassphraseSealer", "SealedKeyFile",
-           "Sealer"]
+__all__ = ["SEALED_PREFIX", "EnvKey", "FixedKey", "HeldKey", "IdentitySealer", "PassphraseSealer",
+           "SealedKeyFile", "Sealer"]
 
 SEALED_PREFIX: Final = "MACULA-SEALED-KEY-1"
 _KEY_SIZE: Final = 32
@@ -267,21 +267,17 @@ class IdentitySealer:
         return found
 
 
-class EnvKey:
-    """A master key given in an environment variable (``MACULA-MASTER-KEY-1...``); read-only.
+class FixedKey:
+    """A master key given as it is; read-only (it cannot be created or rotated here)."""
 
-    For containers and CI, where the key comes from the orchestrator. It
-    cannot be created or rotated here: rotation would have to change the
-    variable wherever it is set.
-    """
-
-    def __init__(self, value: str, *, name: str = "MACULA_SECRETS_MASTER_KEY") -> None:
-        self._key = parse_key(value, source=f"${name}")
-        self.description = f"environment variable {name}"
-        self._name = name
+    def __init__(self, key: bytes, description: str) -> None:
+        if len(key) != _KEY_SIZE:
+            raise KeySourceError(f"{description} is not a master key (wrong size)")
+        self._key = key
+        self.description = description
 
     def __repr__(self) -> str:
-        return f"EnvKey({self._name!r})"
+        return f"{type(self).__name__}({self.description!r})"
 
     def exists(self) -> bool:
         return True
@@ -295,10 +291,87 @@ class EnvKey:
     def begin_rotation(self, key: bytes) -> None:
         raise KeySourceError(
             f"a master key from {self.description} cannot be rotated in place",
-            hint="rotate with a file or sealed key, then set the variable to the new key")
+            hint="rotate with a file or sealed key, then hand over the new key")
 
     def commit_rotation(self) -> None:
-        raise FileNotFoundError(self._name)  # nothing pending, ever
+        raise FileNotFoundError(self.description)  # nothing pending, ever
+
+    def abort_rotation(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        yield
+
+
+class EnvKey(FixedKey):
+    """A master key given in an environment variable (``MACULA-MASTER-KEY-1...``); read-only.
+
+    For containers and CI, where the key comes from the orchestrator. It
+    cannot be created or rotated here: rotation would have to change the
+    variable wherever it is set.
+    """
+
+    def __init__(self, value: str, *, name: str = "MACULA_SECRETS_MASTER_KEY") -> None:
+        super().__init__(parse_key(value, source=f"${name}"), f"environment variable {name}")
+        self._name = name
+
+    def __repr__(self) -> str:
+        return f"EnvKey({self._name!r})"
+
+
+class HeldKey:
+    """A master key that lives only in the agent's memory, put there by ``unlock``.
+
+    For the emergency route of Vault's unseal: no key file exists on the
+    node; ``macula-secrets unlock`` combines M recovery shares and hands the
+    key to the running agent, and the store opens with it until the agent
+    forgets it (``agent lock``, its timeout, a reboot). The name ties it to
+    one store (the SHA-256 of the store's path).
+    """
+
+    def __init__(self, store_path: str | os.PathLike[str], *,
+                 key_file: str | None = None) -> None:
+        import hashlib
+
+        real = os.path.realpath(os.fspath(store_path))
+        self.name = "held-master-key:" + hashlib.sha256(real.encode()).hexdigest()
+        self.description = f"the agent (unlocked with recovery shares for {real})"
+        self._key_file = key_file
+
+    def __repr__(self) -> str:
+        return f"HeldKey({self.name!r})"
+
+    def exists(self) -> bool:
+        return True
+
+    def create(self, key: bytes) -> None:
+        raise KeySourceError("a new store cannot start from recovery shares",
+                             hint="create it with another provider, then split its key")
+
+    def candidates(self) -> list[bytes]:
+        from . import _unlocked
+
+        try:
+            key = _unlocked.held(self.name)
+        except OSError:
+            key = None
+        if key is None or len(key) != _KEY_SIZE:
+            where = (f"{self._key_file} does not exist, and " if self._key_file else "")
+            raise LockedError(
+                f"no master key: {where}no agent holds one unlocked from recovery shares",
+                hint="restore the key file from your backup or the escrow copy, or recover "
+                     "it: `macula-secrets key combine`, or `agent start` then `unlock`")
+        return [key]
+
+    def begin_rotation(self, key: bytes) -> None:
+        raise KeySourceError(
+            "a master key unlocked from recovery shares cannot be rotated in place",
+            hint="restore it first (`key combine`, or `key migrate --to ...`), then rotate "
+                 "and split again")
+
+    def commit_rotation(self) -> None:
+        raise FileNotFoundError(self.name)  # nothing pending, ever
 
     def abort_rotation(self) -> None:
         pass
