@@ -175,7 +175,7 @@ def test_reader_loop_survives_losing_the_leader(cluster: Cluster, tmp_path: Path
         assert backend.failovers >= 1
     end = time.monotonic()
 
-    assert version == 2
+    assert version >= 2  # 3 if a put that failed ambiguously had landed (never resent by us)
     _, body = new_leader.request("GET", f"/v1/secret/data/macula/{app}/k0")
     assert body["data"]["data"]["value"] == new_value
     assert readings.errors == []
