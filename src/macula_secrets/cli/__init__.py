@@ -54,6 +54,8 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   key           master key: rotate-master, migrate, escrow; split, combine (M-of-N shares)
   agent         unlock once per session: start, lock, stop, status;  unlock: from shares
   audit         the audit log: tail, verify
+  token         tokens for the server: create (shown once), list, revoke
+  serve         the Vault KV v2 compatible HTTPS server (TLS or a Unix socket)
 
 The store lives in $MACULA_SECRETS_HOME (default ~/.local/share/macula-secrets);
 the secrets folder is $MACULA_SECRETS_DIR (or ./secrets when it exists).
@@ -283,6 +285,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_node_commands(cmd, command)
     _add_init_command(cmd)
     _add_agent_commands(cmd, command)
+    _add_token_commands(cmd, command)
+    _add_serve_command(cmd)
     return parser
 
 
@@ -588,6 +592,9 @@ def _add_audit_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
            "Check every line's hash and its link to the line before.\n"
            "Exit 1 naming the first line that breaks the chain.")
     _home_option(v)
+    for q in (t, v):
+        q.add_argument("--server", action="store_true",
+                       help="the server's log (<home>/audit-server.log, one line per request)")
 
 
 def _add_recipient_options(p: argparse.ArgumentParser) -> None:
@@ -694,6 +701,94 @@ def _add_node_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
 
 
 
+def _add_token_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
+                        command: str | None) -> None:
+    """``token create/list/revoke``: the server's tokens (cli/tokencmds.py)."""
+    p = cmd("token", "tokens for the server: create, list, revoke",
+            "Tokens let clients call `macula-secrets serve` (X-Vault-Token). A token is\n"
+            "random, shown once when it is made, and stored only as a hash in\n"
+            "<home>/tokens.db. Each carries one policy (read: read+list; write: also\n"
+            "create, update, delete; admin: everything) on app and key globs in one\n"
+            "tenant; anything else is denied. Revoke and list by accessor, the token's\n"
+            "public name in the audit log.\n\n"
+            "examples:\n"
+            "  macula-secrets token create --app console --policy read --ttl 30d\n"
+            "  macula-secrets token create --app 'billing-*' --key 'db_*' --policy write\n"
+            "  macula-secrets token list\n"
+            "  macula-secrets token revoke 5f0c2a9e41d7b8c3a6e0f912")
+    if command is not None and command != "token":
+        return
+    op = _operations(p, "token")
+    c = op("create", "make a token (printed once, on stdout)",
+           "Make a token for POLICY on the apps matching each --app glob and the keys\n"
+           "matching each --key glob (default '*'), in one tenant. The token is printed\n"
+           "once on stdout; its accessor, rules and expiry go to stderr. Globs use\n"
+           "* ? [...] and never contain '/' or '..'.")
+    c.add_argument("--app", action="append", required=True, metavar="GLOB",
+                   help="apps the token reaches (repeatable), e.g. console or 'billing-*'")
+    c.add_argument("--key", action="append", metavar="GLOB",
+                   help="keys the token reaches within those apps (repeatable; default '*')")
+    c.add_argument("--policy", required=True, choices=("read", "write", "admin"),
+                   help="read (read, list), write (also create, update, delete) or admin "
+                        "(everything, with destroy and metadata)")
+    c.add_argument("--tenant", metavar="NAME",
+                   help="the one tenant the token reaches (default: $MACULA_SECRETS_TENANT "
+                        "or 'default')")
+    c.add_argument("--all-tenants", action="store_true",
+                   help="reach every tenant (only with --policy admin)")
+    c.add_argument("--ttl", metavar="DURATION",
+                   help="expire after DURATION: 90s, 30m, 1h, 7d (default: never)")
+    c.add_argument("--name", metavar="NAME",
+                   help="display name in listings and the audit log (default: policy and apps)")
+    c.add_argument("--json", action="store_true",
+                   help="print the token and its record as JSON on stdout")
+    ls = op("list", "list tokens (never the tokens themselves)",
+            "One entry per token: accessor, state (active, expired, revoked), expiry,\n"
+            "display name and rules. Tokens are not stored, so they cannot be shown.")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    r = op("revoke", "revoke a token by its accessor",
+           "Revoke the token with ACCESSOR (from `token list` or `token create`). A\n"
+           "running server refuses it within a second.")
+    r.add_argument("accessor", metavar="ACCESSOR")
+    for q in (c, ls, r):
+        _home_option(q)
+
+
+def _add_serve_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """``serve``: the Vault KV v2 compatible server (cli/servecmd.py, server/run.py)."""
+    p = cmd("serve", "serve the store over the Vault KV v2 HTTP API",
+            "Serve the store as Vault's KV v2 API (secret/data/macula/<app>/<key>, the\n"
+            "value in the field 'value'), so hvac and the vault/bao CLIs work unchanged.\n"
+            "Tokens come from `token create`; the tenant is X-Vault-Namespace. TLS by\n"
+            "default: without --tls-cert a self-signed certificate is made in\n"
+            "<home>/server-tls/ and its SHA-256 fingerprint printed. Every request is\n"
+            "written to <home>/audit-server.log before it is answered. SIGTERM or\n"
+            "Ctrl-C stops it after the requests in flight.\n\n"
+            "examples:\n"
+            "  macula-secrets serve\n"
+            "  BAO_CACERT=~/.local/share/macula-secrets/server-tls/cert.pem \\\n"
+            "      BAO_ADDR=https://127.0.0.1:8200 bao kv get -mount=secret macula/console/db\n"
+            "  macula-secrets serve --address 0.0.0.0:8200 --tls-cert c.pem --tls-key k.pem\n"
+            "  macula-secrets serve --unix-socket /run/macula/secrets.sock")
+    p.add_argument("--address", default="127.0.0.1:8200", metavar="HOST:PORT",
+                   help="where to listen (default 127.0.0.1:8200)")
+    p.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM), with --tls-key")
+    p.add_argument("--tls-key", metavar="FILE", help="its private key (PEM)")
+    p.add_argument("--tls-client-ca", metavar="FILE",
+                   help="require client certificates signed by this CA (mTLS)")
+    p.add_argument("--tls-disable", action="store_true",
+                   help="plain HTTP; allowed only on a loopback address")
+    p.add_argument("--unix-socket", metavar="PATH",
+                   help="listen on a Unix socket instead; the peer's uid identifies it "
+                        "when it sends no token")
+    p.add_argument("--unix-socket-mode", default="0600", choices=("0600", "0660"),
+                   help="permissions of the socket (default 0600)")
+    p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
+                   help="on SIGTERM, time requests in flight get to finish (default 10)")
+    _home_option(p)
+    p.set_defaults(run="serve")
+
+
 def _add_init_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     """``init``: the first-run wizard (cli/initcmd.py)."""
     p = cmd("init", "first run: age identity, master key, recovery",
@@ -771,7 +866,7 @@ class _Stub:
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
     "filestatus", "exec-env", "exec-file", "envfile", "node", "init", "agent", "unlock",
-    *_STORE_COMMANDS,
+    "token", "serve", *_STORE_COMMANDS,
 ))
 
 
@@ -807,6 +902,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import initcmd
 
             return initcmd.run(args)
+        if args.run == "serve":
+            from . import servecmd
+
+            return servecmd.run(args)
+        if args.run.startswith("token "):
+            from . import tokencmds  # tokens need no master key: no agent, no unlock
+
+            return tokencmds.run(args)
         if not args.run.startswith("agent "):
             from ..agent import use_if_running
 

@@ -307,7 +307,12 @@ def _rotate_master(args: argparse.Namespace) -> int:
 def _audit_path(args: argparse.Namespace) -> str:
     from .._config import load_config
 
-    return load_config(home=args.home).audit_path
+    cfg = load_config(home=args.home)
+    if getattr(args, "server", False):
+        from ..server.run import AUDIT_FILE
+
+        return os.path.join(cfg.home, AUDIT_FILE)
+    return cfg.audit_path
 
 
 def _audit_tail(args: argparse.Namespace) -> int:

@@ -1,0 +1,132 @@
+"""The server's audit log: a line per request, a chain `audit verify` accepts, fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from macula_secrets import audit as chain
+from macula_secrets.cli import main
+from macula_secrets.errors import UnavailableError
+from macula_secrets.server.audit import ServerAudit
+
+from .conftest import ROOT, Running
+from .test_http import put, request
+
+
+def lines(path: str) -> list[dict[str, object]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_one_line_per_request_and_verify(plain_server: Running,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    put(plain_server, "console", "db", "hunter2")
+    assert request(plain_server, "GET", "/v1/secret/data/macula/console/db")[0] == 200
+    assert request(plain_server, "GET", "/v1/secret/data/macula/console/db",
+                   token="s.wrong-token")[0] == 403
+    assert request(plain_server, "GET", "/v1/secret/data/macula/..%2fx/k")[0] == 400
+    entries = lines(plain_server.audit_path)
+    assert len(entries) == 4
+    write, read, denied, bad = entries
+    assert write["op"] == "write data" and write["result"] == "ok"
+    assert write["accessor"] == "acc-root" and write["version"] == 1
+    assert (write["tenant"], write["app"], write["key"]) == ("default", "console", "db")
+    assert str(write["value_hmac"]).startswith("hmac-sha256:")
+    assert read["value_hmac"] == write["value_hmac"] and read["status"] == 200
+    assert denied["result"] == "denied" and "accessor" not in denied
+    assert str(denied["token_hmac"]).startswith("hmac-sha256:")
+    assert bad["result"] == "bad request"
+    text = Path(plain_server.audit_path).read_text()
+    assert "hunter2" not in text and ROOT not in text and "s.wrong-token" not in text
+    assert chain.verify(plain_server.audit_path).ok
+    # The existing command checks the server's file as it is.
+    assert main(["audit", "verify", "--server", "--home", str(plain_server.home)]) == 0
+    assert "audit-server.log: 4 entries, hash chain intact" in capsys.readouterr().out
+    assert main(["audit", "tail", "--server", "--home", str(plain_server.home)]) == 0
+    assert "read data" in capsys.readouterr().out
+
+
+def test_unwritable_audit_log_refuses_then_recovers(plain_server: Running) -> None:
+    put(plain_server, "console", "db", "secret-value")
+    audit = plain_server.serving.audit
+    fd = audit._fd
+    keep = os.dup(fd)  # holds the file (and its lock) while fd points elsewhere
+    readonly = os.open(audit.path, os.O_RDONLY)
+    os.dup2(readonly, fd)  # writes now fail with EBADF, as on a file that became unwritable
+    try:
+        status, body = request(plain_server, "GET", "/v1/secret/data/macula/console/db")
+        assert status == 503 and "secret-value" not in json.dumps(body)
+        assert "audit log" in body["errors"][0]  # type: ignore[index]
+        status, _ = request(plain_server, "POST", "/v1/secret/data/macula/console/db",
+                            json.dumps({"data": {"value": "new"}}))
+        assert status == 503
+        assert plain_server.secrets.get("console", "db") == "secret-value"  # no change made
+        assert request(plain_server, "GET", "/v1/sys/health", token=None)[0] == 503
+    finally:
+        os.dup2(keep, fd)
+        os.close(keep)
+        os.close(readonly)
+    status, body = request(plain_server, "GET", "/v1/secret/data/macula/console/db")
+    assert status == 200 and body["data"]["data"]["value"] == "secret-value"  # type: ignore[index]
+    assert put(plain_server, "console", "db", "new") == 2
+    assert chain.verify(plain_server.audit_path).ok
+    assert [e["op"] for e in lines(plain_server.audit_path)] == [
+        "write data", "read data", "write data"]
+
+
+def test_group_commit_chains_concurrent_lines(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.log")
+    log = ServerAudit(path, value_hmac=lambda v: None)
+
+    async def many() -> None:
+        await asyncio.gather(*[log.record("read data", {"n": i}, result="ok")
+                               for i in range(500)])
+
+    asyncio.run(many())
+    assert log.lines == 500 and log.batches < 500
+    log.close()
+    assert chain.verify(path) == chain.Verification(lines=500, ok=True)
+
+
+def test_a_failed_batch_leaves_the_chain_whole(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.log")
+    log = ServerAudit(path, value_hmac=lambda v: None)
+    real = log._write
+
+    def half_then_fail(fd: int, data: bytes) -> int:
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    async def run() -> None:
+        await log.record("one", {}, result="ok")
+        log._write = half_then_fail
+        with pytest.raises(UnavailableError, match="No space left"):
+            await log.record("two", {}, result="ok")
+        assert log.failing
+        log._write = real
+        await log.record("three", {}, result="ok")
+
+    asyncio.run(run())
+    log.close()
+    assert [e["op"] for e in lines(path)] == ["one", "three"]
+    assert chain.verify(path).ok
+
+
+def test_one_writer_per_file_and_torn_line_cut(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.log")
+    log = ServerAudit(path, value_hmac=lambda v: None)
+    with pytest.raises(UnavailableError, match="held by another server"):
+        ServerAudit(path, value_hmac=lambda v: None)
+    asyncio.run(log.record("one", {}, result="ok"))
+    log.close()
+    with open(path, "ab") as f:
+        f.write(b'{"torn":')
+    log = ServerAudit(path, value_hmac=lambda v: None)
+    asyncio.run(log.record("two", {}, result="ok"))
+    log.close()
+    assert chain.verify(path) == chain.Verification(lines=2, ok=True)
