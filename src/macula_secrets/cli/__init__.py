@@ -740,6 +740,9 @@ def _add_token_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
                    help="expire after DURATION: 90s, 30m, 1h, 7d (default: never)")
     c.add_argument("--name", metavar="NAME",
                    help="display name in listings and the audit log (default: policy and apps)")
+    c.add_argument("--uid", type=int, metavar="UID",
+                   help="also bind the token to this Unix user: a peer of `serve "
+                        "--unix-socket` running as UID gets its rights without sending it")
     c.add_argument("--json", action="store_true",
                    help="print the token and its record as JSON on stdout")
     ls = op("list", "list tokens (never the tokens themselves)",

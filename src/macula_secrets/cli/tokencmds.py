@@ -72,7 +72,8 @@ def _create(args: argparse.Namespace) -> int:
     ttl = None if args.ttl is None else parse_ttl(args.ttl)
     name = args.name if args.name is not None else f"{args.policy} {','.join(args.app)}"
     with _open(args) as store:
-        token, info = store.create(rules, display_name=name, ttl=ttl, policy=args.policy)
+        token, info = store.create(rules, display_name=name, ttl=ttl, policy=args.policy,
+                                   uid=args.uid)
     if args.json:
         doc = {"token": token, **_to_json(info, info.created_at)}
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
@@ -82,6 +83,8 @@ def _create(args: argparse.Namespace) -> int:
          f"{_when(info.expires_at)}")
     for rule in info.rules:
         note(f"  {describe_rule(rule)}")
+    if args.uid is not None:
+        note(f"  bound to Unix uid {args.uid} (on the server's Unix socket)")
     note("the token is shown only this once; revoke it with "
          f"'macula-secrets token revoke {info.accessor}'")
     return X.OK
@@ -92,6 +95,7 @@ def _list(args: argparse.Namespace) -> int:
 
     with _open(args) as store:
         infos = store.list()
+        bound = store.uids()
     now = time.time()
     if args.json:
         sys.stdout.write(json.dumps([_to_json(i, now) for i in infos], indent=2,
@@ -106,6 +110,7 @@ def _list(args: argparse.Namespace) -> int:
         out.append(f"{i.accessor}  {state:<7}  expires {_when(i.expires_at):<20}  "
                    f"{i.display_name}\n")
         out.extend(f"    {describe_rule(r)}\n" for r in i.rules)
+        out.extend(f"    unix uid {uid}\n" for uid in bound.get(i.accessor, []))
     sys.stdout.write("".join(out))
     return X.OK
 

@@ -67,7 +67,7 @@ ACCESSOR_BYTES: Final = 12
 TOKENS_FILE: Final = "tokens.db"
 REFRESH_SECONDS: Final = 1.0
 """How stale this process's view of revocations by other processes may be."""
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 BUSY_TIMEOUT_MS: Final = 60_000
 MAX_TTL_SECONDS: Final = 100 * 365 * 86400
 MAX_NAME_LENGTH: Final = 200
@@ -97,6 +97,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     expires_at REAL,
     revoked_at REAL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS peers (
+    uid INTEGER PRIMARY KEY,
+    accessor TEXT NOT NULL REFERENCES tokens (accessor)
+);
 """
 
 _BY_DIGEST: Final = ("SELECT digest, accessor, display_name, policy, rules, created_at, "
@@ -257,6 +261,9 @@ class TokenStore:
             if row is None:
                 conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
                 conn.execute("INSERT INTO meta VALUES ('generation', 0)")
+            elif int(row[0]) == 1:  # version 1 had no peers table: the loop above made it
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'",
+                             (SCHEMA_VERSION,))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
                     f"schema version {row[0]}, this version of macula-secrets reads "
@@ -329,11 +336,14 @@ class TokenStore:
     # -- operations ----------------------------------------------------------------------
 
     def create(self, rules: Sequence[Rule], *, display_name: str, ttl: float | None = None,
-               policy: str | None = None) -> tuple[str, TokenInfo]:
+               policy: str | None = None, uid: int | None = None) -> tuple[str, TokenInfo]:
         """Make a token with ``rules``; return it (show it once) and its record.
 
         ``ttl`` is seconds until it expires (``None``: never); ``policy`` names
-        the policy the rules came from, for ``token list``.
+        the policy the rules came from, for ``token list``. ``uid`` also binds
+        the token to a Unix user: a peer of the server's Unix socket running as
+        that uid gets the token's identity without sending it (a uid has one
+        binding; a new one replaces the old). Revoking the token ends both.
 
         Raises:
             ConfigError: no rules, a rule without capabilities or with an
@@ -357,6 +367,8 @@ class TokenStore:
             raise ConfigError("a token's time to live must be more than 0 and at most "
                               "100 years")
         _check_display_name(display_name)
+        if uid is not None and not 0 <= uid < 2**32:
+            raise ConfigError(f"uid {uid} is not a Unix user id")
         token = TOKEN_PREFIX + base64.urlsafe_b64encode(_crypto.random_key()).rstrip(
             b"=").decode("ascii")
         accessor = _crypto.random_key()[:ACCESSOR_BYTES].hex()
@@ -373,12 +385,46 @@ class TokenStore:
             "rules": [describe_rule(r) for r in rules],
             "expires_at": None if info.expires_at is None else _iso(info.expires_at),
         }
+        if uid is not None:
+            fields["uid"] = uid
         with self._write("token-create", fields) as c:
             c.execute("INSERT INTO tokens (digest, accessor, display_name, policy, rules, "
                       "created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (_digest(token), accessor, display_name, policy, dump_rules(rules),
                        info.created_at, info.expires_at, None))
+            if uid is not None:
+                c.execute("INSERT OR REPLACE INTO peers (uid, accessor) VALUES (?, ?)",
+                          (uid, accessor))
         return token, info
+
+    def lookup_uid(self, uid: int) -> Identity | None:
+        """The identity bound to a Unix uid (``token create --uid``), if its token is
+        still valid; ``None`` otherwise. One indexed read per call."""
+        self._check_fork()
+        with self._lock, self._errors("read"):
+            row = self._conn.execute(
+                "SELECT t.accessor, t.display_name, t.policy, t.rules, t.created_at, "
+                "t.expires_at, t.revoked_at FROM peers p JOIN tokens t "
+                "ON t.accessor = p.accessor WHERE p.uid = ?", (uid,)).fetchone()
+        if row is None:
+            return None
+        try:
+            info = _info(row)
+        except FormatError:
+            return None  # fail closed
+        if info.revoked or info.is_expired(self._clock()):
+            return None
+        return info.to_identity()
+
+    def uids(self) -> dict[str, list[int]]:
+        """``accessor -> uids`` bound to it (for ``token list``)."""
+        self._check_fork()
+        with self._lock, self._errors("read"):
+            rows = self._conn.execute("SELECT accessor, uid FROM peers ORDER BY uid").fetchall()
+        bound: dict[str, list[int]] = {}
+        for accessor, uid in rows:
+            bound.setdefault(str(accessor), []).append(int(uid))
+        return bound
 
     def lookup(self, token: str) -> Identity | None:
         """The identity of ``token``; ``None`` when it is malformed, unknown, revoked or
