@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,91 @@ def test_one_writer_per_file_and_torn_line_cut(tmp_path: Path) -> None:
     asyncio.run(log.record("two", {}, result="ok"))
     log.close()
     assert chain.verify(path) == chain.Verification(lines=2, ok=True)
+
+
+def test_cached_reads_write_the_same_line_as_the_full_path(plain_server: Running) -> None:
+    """The hot read path (answered in the protocol, its line built from pieces) writes
+    what the ASGI path writes: same fields, canonical JSON, one chain."""
+    put(plain_server, "console", "db", 'va"lue\\ é')
+    protocol = plain_server.serving.server.config.http
+    answered: list[bytes] = []
+
+    def counting(*args: object) -> bytes | None:
+        body = fast(*args)
+        if body is not None:
+            answered.append(body)
+        return body
+
+    fast, protocol.fast = protocol.fast, staticmethod(counting)
+    for _ in range(3):   # the first read fills the cache, the next two are answered from it
+        status, body = request(plain_server, "GET", "/v1/secret/data/macula/console/db")
+        assert status == 200 and body["data"]["data"]["value"] == 'va"lue\\ é'  # type: ignore[index]
+    assert request(plain_server, "GET", "/v1/secret/data/macula/console/db",
+                   token="s.wrong-token")[0] == 403   # refused: the full path answers
+    entries = lines(plain_server.audit_path)
+    reads = entries[1:4]
+    moving = {"time", "prev", "hash", "remote"}
+    first = {k: v for k, v in reads[0].items() if k not in moving}
+    for later in reads[1:]:
+        assert {k: v for k, v in later.items() if k not in moving} == first
+    assert entries[4]["result"] == "denied"
+    assert len(answered) == 2
+    assert chain.verify(plain_server.audit_path) == chain.Verification(lines=5, ok=True)
+    assert plain_server.serving.audit.sync == "interval"
+
+
+def test_always_mode_group_commits_and_interval_mode_fsyncs(tmp_path: Path) -> None:
+    path = str(tmp_path / "always.log")
+    log = ServerAudit(path, value_hmac=lambda v: None, sync="always")
+    synced: list[int] = []
+    real = log._fsync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    log._fsync = counting
+
+    async def many() -> None:
+        await asyncio.gather(*[log.record("read data", {"n": i}, result="ok")
+                               for i in range(200)])
+
+    asyncio.run(many())
+    assert log.lines == 200 and 0 < len(synced) == log.batches < 200
+    log.close()
+    assert chain.verify(path) == chain.Verification(lines=200, ok=True)
+
+    path = str(tmp_path / "interval.log")
+    log = ServerAudit(path, value_hmac=lambda v: None, interval=0.02)
+    log.write("one", {}, result="ok")
+    deadline = time.monotonic() + 5
+    while log.batches == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.batches == 1   # one background fsync covered the line
+    log.write("two", {}, result="ok")
+    log.close()               # and close fsyncs the rest
+    assert log.batches == 2
+    assert chain.verify(path) == chain.Verification(lines=2, ok=True)
+
+
+def test_a_failed_background_fsync_fails_requests_until_one_succeeds(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.log")
+    log = ServerAudit(path, value_hmac=lambda v: None, interval=3600)
+    log.write("one", {}, result="ok")
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    log._fsync = broken
+    log.sync_now()
+    for op in ("two", "two again"):   # refused until an fsync succeeds again
+        with pytest.raises(UnavailableError, match="Input/output error"):
+            log.write(op, {}, result="ok")
+    assert log.failing
+    log._fsync = os.fsync
+    log.sync_now()
+    log.write("three", {}, result="ok")
+    assert not log.failing
+    log.close()
+    assert [e["op"] for e in lines(path)] == ["one", "three"]
+    assert chain.verify(path).ok

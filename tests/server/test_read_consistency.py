@@ -35,8 +35,6 @@ def srv(tmp_path: Path) -> Iterator[TokenServer]:
     yield from start_token_server(tmp_path / "home")
 
 
-@pytest.mark.xfail(strict=True, reason="App._read pairs the latest value with the version "
-                   "read before it; fixed in the next commit")
 def test_a_write_between_history_and_value_is_not_mislabeled(srv: TokenServer) -> None:
     token, _ = srv.tokens.create([Rule(frozenset({"read", "create", "update"}), app="app")],
                                  display_name="consistency")

@@ -765,7 +765,8 @@ def _add_serve_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) 
             "Tokens come from `token create`; the tenant is X-Vault-Namespace. TLS by\n"
             "default: without --tls-cert a self-signed certificate is made in\n"
             "<home>/server-tls/ and its SHA-256 fingerprint printed. Every request is\n"
-            "written to <home>/audit-server.log before it is answered. SIGTERM or\n"
+            "written to <home>/audit-server.log before it is answered (fsynced within\n"
+            "0.1 s; --audit-sync always: before the answer). SIGTERM or\n"
             "Ctrl-C stops it after the requests in flight.\n\n"
             "examples:\n"
             "  macula-secrets serve\n"
@@ -788,6 +789,10 @@ def _add_serve_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) 
                    help="permissions of the socket (default 0600)")
     p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
                    help="on SIGTERM, time requests in flight get to finish (default 10)")
+    p.add_argument("--audit-sync", default="interval", choices=("interval", "always"),
+                   help="interval (default): each request's audit line is written before "
+                        "the answer and fsynced within 0.1 s; always: the answer waits "
+                        "for the fsync")
     _home_option(p)
     p.set_defaults(run="serve")
 

@@ -16,12 +16,15 @@ def run(args: argparse.Namespace) -> int:
         address=args.address, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, tls_disable=args.tls_disable,
         unix_socket=args.unix_socket, unix_socket_mode=int(args.unix_socket_mode, 8),
-        grace=args.grace)
+        grace=args.grace, audit_sync=args.audit_sync)
     secrets = Secrets.open(home=args.home)
     serving = prepare(options, secrets=secrets)
 
     def started() -> None:
-        sys.stderr.write(f"macula: serving {serving.url} (audit log {serving.audit.path}); "
+        audit = serving.audit
+        synced = (f"fsynced every {audit.interval:g} s" if audit.sync == "interval"
+                  else "fsynced before each answer")
+        sys.stderr.write(f"macula: serving {serving.url} (audit log {audit.path}, {synced}); "
                          "stop with SIGTERM or Ctrl-C\n")
         sys.stderr.flush()
 

@@ -12,11 +12,14 @@ description (``sys/internal/specs/openapi``) and the watch stream
 (``sys/macula/watch``, server-sent events).
 
 Every request is checked against :meth:`~.auth.Identity.allows` before the
-store is touched, and answered only after its audit line is durable
-(:mod:`.audit`); a request whose line cannot be written gets 503 and no
-value. Latest-version reads run on the event loop (a store cache hit);
-everything that may write or scan runs in the default thread pool, so a
-write's fsync does not stall the reads of other clients.
+store is touched, and answered only after its audit line is written (and,
+with ``--audit-sync always``, fsynced: :mod:`.audit`); a request whose line
+cannot be written gets 503 and no value. Latest-version reads run on the
+event loop (a store cache hit); a repeated one is answered by
+:meth:`App.fast_get` from inside the HTTP protocol, without an ASGI task
+(see ``server/run.py``). Everything that may write or scan runs in the
+default thread pool, so a write's fsync does not stall the reads of other
+clients.
 
 Use :func:`macula_secrets.server.run.serve` to serve it; tests may call the
 app directly.
@@ -26,16 +29,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
+import os
 import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
 from .._names import check_name
 from ..errors import NotFoundError, UnavailableError
+from .audit import encode_string
 from .errors import HTTPError, error_body, status_for
 
 if TYPE_CHECKING:
@@ -64,6 +70,30 @@ _MUTATING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _KEEPALIVE: Final = 15.0
 _LATEST_CACHE: Final = 10_000
 _LATEST_TTL: Final = 5.0
+_DATA_PATH: Final = f"/v1/{MOUNT}/data/{PREFIX}/".encode()
+_ENVELOPE_HEAD: Final = b'{"request_id":"'
+_ENVELOPE_MID: Final = b'","lease_id":"","renewable":false,"lease_duration":0,"data":'
+_ENVELOPE_TAIL: Final = b',"wrap_info":null,"warnings":null,"auth":null,"mount_type":"kv"}'
+
+
+class _Latest:
+    """A cached latest version: valid while the store's change token is ``token``
+    and until ``expires``; ``data`` is the encoded ``data`` of the answer."""
+
+    __slots__ = ("audit_tail", "data", "expires", "info", "readers", "token", "value_hmac")
+
+    def __init__(self, token: bytes, value: str, info: VersionInfo, value_hmac: str | None,
+                 expires: float) -> None:
+        self.token = token
+        self.info = info
+        self.value_hmac = value_hmac
+        self.expires = expires
+        self.data = _dumps({"data": {"value": value}, "metadata": _version_meta(info)})
+        self.readers: dict[int, tuple[object, str, bytes]] = {}
+        """id(rules) -> (rules, accessor, audit head) for the rules found to allow
+        reading it."""
+        tail = b'","value_hmac":' + _json_str(value_hmac) if value_hmac is not None else b'"'
+        self.audit_tail = tail + b',"version":' + str(info.version).encode() + b"}"
 
 
 class _Request:
@@ -79,7 +109,7 @@ class _Request:
         self.tenant = tenant
         self.token = token
         self.identity: Identity | None = None
-        self.request_id = str(uuid.uuid4())
+        self.request_id = _request_id()
         self.audit: dict[str, object] = {}
         self.namespace_header = False
 
@@ -110,11 +140,13 @@ class App:
         self.version = version
         self._tenants: dict[str, Secrets] = {secrets.tenant: secrets}
         self._tenant_lock = threading.Lock()
-        # (tenant, app, key) -> (store change token, value, version, expiry): the
-        # latest version read, valid until the next change anywhere in the store.
-        # Values are already held in memory by the store's own cache.
-        self._latest: dict[tuple[str, str, str], tuple[bytes, str, VersionInfo, float]] = {}
+        # (tenant, app, key) -> the latest version read (its answer prebuilt), valid
+        # until the next change anywhere in the store, for at most _LATEST_TTL.
+        self._latest: dict[tuple[str, str, str], _Latest] = {}
         self._watchers: set[asyncio.Queue[tuple[str, str, int] | None]] = set()
+        self._actor = audit.actor_json()
+        self._middles: dict[tuple[tuple[str, int] | None, str], bytes] = {}
+        """(client, tenant) -> the part of a read's audit line between prev and time."""
         self.on_startup: Callable[[], None] | None = None
         """Called once serving begins (signals are handled from then on)."""
 
@@ -143,20 +175,7 @@ class App:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
-        token = None
-        namespace = None
-        length = None
-        for name, value in scope["headers"]:
-            if name == b"x-vault-token":
-                token = value.decode("latin-1")
-            elif name == b"authorization":
-                text = value.decode("latin-1")
-                if text[:7].lower() == "bearer ":
-                    token = token or text[7:].strip()
-            elif name == b"x-vault-namespace":
-                namespace = value.decode("utf-8", "replace")
-            elif name == b"content-length":
-                length = value
+        token, namespace, length, _chunked = _scan_headers(scope["headers"])
         query = dict(urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         req = _Request(method, query, "default", token or None)
         req.audit = {"method": method, "remote": _client(scope)}
@@ -310,7 +329,9 @@ class App:
                 else:
                     hit = self._cached_latest(tenant, app, key)
                     if hit is not None:
-                        return self._answer_latest(req, hit[1], hit[2])
+                        req.audit["version"] = hit.info.version
+                        req.audit["value_hmac"] = hit.value_hmac
+                        return 200, self._envelope_bytes(req.request_id, hit.data)
                 return await loop.run_in_executor(None, self._read, req, app, key, version)
             if method in ("POST", "PUT", "PATCH"):
                 return await loop.run_in_executor(None, self._write, req, app, key, body)
@@ -341,25 +362,88 @@ class App:
         await loop.run_in_executor(None, self._change, tenant, op, app, key, versions)
         return 204, b""
 
-    def _cached_latest(self, tenant: str, app: str, key: str
-                       ) -> tuple[bytes, str, VersionInfo] | None:
+    def _cached_latest(self, tenant: str, app: str, key: str) -> _Latest | None:
         """The latest value and its version, when no change was committed since they
         were read (the store's change token, a memory read) and they are fresh."""
         hit = self._latest.get((tenant, app, key))
         if hit is None:
             return None
-        store = self.secrets.store
-        if hit[0] != store.token() or time.monotonic() > hit[3]:
+        if hit.token != self.secrets.store.token() or time.monotonic() > hit.expires:
             self._latest.pop((tenant, app, key), None)
             return None
-        return hit[0], hit[1], hit[2]
+        return hit
 
-    def _answer_latest(self, req: _Request, value: str, info: VersionInfo
-                       ) -> tuple[int, bytes]:
-        req.audit["version"] = info.version
-        req.audit["value_hmac"] = self.audit.value_hmac(value)
-        return 200, self._envelope(req, {"data": {"value": value},
-                                         "metadata": _version_meta(info)})
+    def fast_get(self, url: bytes, headers: list[tuple[bytes, bytes]],
+                 client: tuple[str, int] | None, peer_uid: int | None) -> bytes | None:
+        """The body of a 200 answer to ``GET /v1/secret/data/macula/APP/KEY`` (the
+        latest version), its audit line written, when it can be given straight from
+        the cache; ``None``: nothing was done, take the ASGI path.
+
+        Called by the server's protocol for a GET without a body, before any ASGI
+        scope or task is made: the hot path of a read costs a dictionary hit, a
+        token lookup, a policy check and the audit line. Anything else (a query,
+        an encoded or odd path, a miss, a refusal, an audit failure, ``always``
+        audit sync) goes the ordinary way, which answers it in full.
+        """
+        audit = self.audit
+        if audit.sync != "interval" or not url.startswith(_DATA_PATH) \
+                or b"?" in url or b"%" in url or b"\\" in url:
+            return None
+        parts = url[len(_DATA_PATH):].split(b"/")
+        if len(parts) != 2:
+            return None
+        token, namespace, length, chunked = _scan_headers(headers)
+        if length is not None or chunked:
+            return None
+        tenant = "default" if namespace is None else (namespace.strip("/") or "default")
+        try:
+            app = parts[0].decode("ascii")
+            key = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        # A hit means tenant, app and key are valid names: only checked names are cached.
+        hit = self._cached_latest(tenant, app, key)
+        if hit is None:
+            return None
+        identity = self._identify(token or None, peer_uid)
+        if identity is None:
+            return None
+        # The audit line is the one the ASGI path writes for this read (the same
+        # fields, canonical JSON: keys sorted), built from pieces: what depends on
+        # the token's rules and the path is kept per rules object (a token's rules
+        # never change; TokenStore hands out the same tuple while it caches the row).
+        rules = identity.rules
+        known = hit.readers.get(id(rules))
+        if known is not None and known[0] is rules and known[1] == identity.accessor \
+                and peer_uid is None:
+            head = known[2]
+        else:
+            if not identity.allows("read", tenant, app, key):
+                return None
+            head = b"".join((
+                b'{"accessor":', _json_str(identity.accessor), b',"actor":', self._actor,
+                b',"app":', _json_str(app), b',"key":', _json_str(key),
+                b',"method":"GET","op":"read data","path":', _json_str(url[4:].decode()),
+                b"" if peer_uid is None else b',"peer_uid":' + str(peer_uid).encode(),
+                b',"prev":"'))
+            if peer_uid is None:
+                if len(hit.readers) >= 64:
+                    hit.readers.clear()
+                hit.readers[id(rules)] = (rules, identity.accessor, head)
+        middle = self._middles.get((client, tenant))
+        if middle is None:
+            remote = _client_of(client)
+            middle = b"".join((
+                b'"' if remote is None else b'","remote":' + _json_str(remote),
+                b',"result":"ok","status":200,"tenant":', _json_str(tenant), b',"time":"'))
+            if len(self._middles) >= 4096:
+                self._middles.clear()
+            self._middles[(client, tenant)] = middle
+        try:
+            audit.write_canonical(head, middle, hit.audit_tail)
+        except UnavailableError:
+            return None   # not written: the ASGI path tries again and answers 503
+        return self._envelope_bytes(_request_id(), hit.data)
 
     def _read(self, req: _Request, app: str, key: str, version: int) -> tuple[int, bytes]:
         secrets = self._tenant(req.tenant)
@@ -371,21 +455,29 @@ class App:
         info = _pick(infos, version)
         if info is None:
             raise HTTPError(404)
-        value = secrets.get(app, key, version=None if version == 0 else info.version)
-        if version == 0 and value is not None and not info.current:
-            # The latest changed between the two reads: describe the value we send.
-            infos = secrets.history(app, key)
-            info = _pick(infos, 0) or info
+        if secrets.vault is None or version:
+            # The value of the very version described: a write that commits between
+            # the history read and this one must not pair version N+1's value with
+            # version N's metadata (as reading "the latest" here could).
+            value = secrets.get(app, key, version=info.version)
+        else:
+            value = secrets.get(app, key)
+            if value is not None and not info.current:
+                # The latest changed between the two reads: describe the value we send.
+                infos = secrets.history(app, key)
+                info = _pick(infos, 0) or info
         req.audit["version"] = info.version
         meta = _version_meta(info)
         if value is None or info.state != "live":
             return 404, self._envelope(req, {"data": None, "metadata": meta})
+        latest = _Latest(token or b"", value, info, self.audit.value_hmac(value),
+                         time.monotonic() + _LATEST_TTL)
         if token is not None and info.current:
             if len(self._latest) >= _LATEST_CACHE:
                 self._latest.clear()
-            self._latest[(req.tenant, app, key)] = (token, value, info,
-                                                    time.monotonic() + _LATEST_TTL)
-        return self._answer_latest(req, value, info)
+            self._latest[(req.tenant, app, key)] = latest
+        req.audit["value_hmac"] = latest.value_hmac
+        return 200, self._envelope_bytes(req.request_id, latest.data)
 
     def _write(self, req: _Request, app: str, key: str, body: bytes) -> tuple[int, bytes]:
         secrets = self._tenant(req.tenant)
@@ -546,9 +638,13 @@ class App:
             await loop.run_in_executor(None, sub.cancel)
 
     def _envelope(self, req: _Request, data: object) -> bytes:
-        return _dumps({"request_id": req.request_id, "lease_id": "", "renewable": False,
-                       "lease_duration": 0, "data": data, "wrap_info": None,
-                       "warnings": None, "auth": None, "mount_type": "kv"})
+        return self._envelope_bytes(req.request_id, _dumps(data))
+
+    @staticmethod
+    def _envelope_bytes(request_id: str, data: bytes) -> bytes:
+        """Vault's response envelope around ``data`` (already JSON)."""
+        return b"".join((_ENVELOPE_HEAD, request_id.encode("ascii"), _ENVELOPE_MID, data,
+                         _ENVELOPE_TAIL))
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -558,10 +654,27 @@ def _dumps(obj: object) -> bytes:
 
 
 def _client(scope: Scope) -> str | None:
-    client = scope.get("client")
+    return _client_of(scope.get("client"))
+
+
+def _client_of(client: tuple[str, int] | None) -> str | None:
     if not client:
         return None
     return f"{client[0]}:{client[1]}"
+
+
+_ID_PREFIX: Final = str(uuid.uuid4())[:24]
+_ids = itertools.count(int.from_bytes(os.urandom(5), "big"))
+
+
+def _request_id() -> str:
+    """A request id in UUID form: a random prefix per process, then a counter (unique,
+    not secret: Vault's are UUIDs, and clients only show them)."""
+    return f"{_ID_PREFIX}{next(_ids) & 0xFFFFFFFFFFFF:012x}"
+
+
+def _json_str(text: str) -> bytes:
+    return encode_string(text).encode()
 
 
 def _path(scope: Scope) -> str:
@@ -599,6 +712,32 @@ def _app_key(rest: list[str]) -> tuple[str, str]:
 def _methods(method: str, *allowed: str) -> None:
     if method not in allowed:
         raise HTTPError(405, f"method {method} is not allowed here")
+
+
+def _scan_headers(headers: Iterable[tuple[bytes, bytes]]
+                  ) -> tuple[str | None, str | None, bytes | None, bool]:
+    """``(token, namespace, content-length, chunked)`` from a request's headers.
+
+    The token is ``X-Vault-Token``, else ``Authorization: Bearer``.
+    """
+    token = None
+    namespace = None
+    length = None
+    chunked = False
+    for name, value in headers:
+        if name == b"x-vault-token":
+            token = value.decode("latin-1")
+        elif name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                token = token or text[7:].strip()
+        elif name == b"x-vault-namespace":
+            namespace = value.decode("utf-8", "replace")
+        elif name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            chunked = True
+    return token, namespace, length, chunked
 
 
 async def _read_body(receive: Receive, length: bytes | None, limit: int) -> bytes:

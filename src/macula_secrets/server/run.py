@@ -18,7 +18,8 @@ On a Unix socket (mode 0600, or 0660 for a group) the kernel tells who the
 peer is (``SO_PEERCRED``): uvicorn's httptools protocol is subclassed to
 read it when the connection is made and to put the uid into each
 request's scope, where :class:`~.app.App` maps it to an identity when the
-request carries no token.
+request carries no token. The same subclass answers repeated reads of a
+secret without an ASGI task (:meth:`~.app.App.fast_get`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from ..client import Secrets
     from .app import App
-    from .audit import ServerAudit
+    from .audit import ServerAudit, SyncMode
     from .auth import Authenticator, Identity
 
 __all__ = ["ServeOptions", "Serving", "ensure_certificate", "fingerprint", "prepare"]
@@ -66,6 +67,9 @@ class ServeOptions:
     unix_socket_mode: int = 0o600
     grace: float = 10.0
     """Seconds requests in flight get to finish on shutdown."""
+    audit_sync: SyncMode = "interval"
+    """``interval``: each audit line is written before the answer and fsynced in the
+    background every 0.1 s; ``always``: the answer waits for its line's fsync."""
 
 
 def _server_classes() -> tuple[type[Any], type[Any]]:
@@ -79,6 +83,9 @@ def _server_classes() -> tuple[type[Any], type[Any]]:
 
     from .app import PEER_KEY
 
+    _status_head: list[Any] = [None, b""]
+    """The head of a fast 200 answer, for uvicorn's default headers (the date) of now."""
+
     class PeerProtocol(HttpToolsProtocol):
         """httptools protocol that records a Unix-socket peer's uid (SO_PEERCRED) and
         accepts Vault's ``LIST`` method.
@@ -89,11 +96,22 @@ def _server_classes() -> tuple[type[Any], type[Any]]:
         to the parser as ``GET `` and its scope gets ``LIST`` back. Vault
         clients send a request line in one write; a pipelined ``LIST`` in
         the middle of a read is still refused with 400.
+
+        A GET without a body, with nothing before it on the connection still to
+        answer, is first offered to :meth:`App.fast_get` (``fast``): a repeated
+        read of a secret is answered from the app's cache right here, its audit
+        line written, without the ASGI scope, task and messages that cost most
+        of a request; whatever ``fast`` declines takes uvicorn's ordinary path.
         """
 
+        fast: Callable[[bytes, list[tuple[bytes, bytes]], Any, int | None], bytes | None] \
+            | None = None
+        """:meth:`App.fast_get`: answers a cached GET without an ASGI task (set by
+        :func:`prepare`)."""
         peer_uid: int | None = None
         _in_message = False
         _list_next = False
+        _fast_body: bytes | None = None
 
         def data_received(self, data: bytes) -> None:
             if not self._in_message and data[:5] == b"LIST ":
@@ -102,14 +120,51 @@ def _server_classes() -> tuple[type[Any], type[Any]]:
             super().data_received(data)
 
         def on_headers_complete(self) -> None:
+            fast = self.fast
+            if fast is not None and not self._list_next:
+                parser = self.parser
+                cycle = self.cycle
+                # Only a GET with nothing before it still to answer, on a kept-alive
+                # HTTP/1.1 connection whose writes are not paused: the answer can
+                # go out at once, in order.
+                if parser.get_method() == b"GET" and not self.pipeline \
+                        and (cycle is None or cycle.response_complete) \
+                        and not self.flow.write_paused and parser.should_keep_alive() \
+                        and parser.get_http_version() == "1.1":
+                    try:
+                        body = fast(self.url, self.headers, self.client, self.peer_uid)
+                    except Exception:   # e.g. the token store cannot be read:
+                        body = None     # the ASGI path answers it in full
+                    if body is not None:
+                        self._fast_body = body
+                        return
             super().on_headers_complete()
             if self._list_next:
                 self._list_next = False
                 self.scope["method"] = "LIST"
 
+        def on_body(self, body: bytes) -> None:
+            if self._fast_body is None:   # a fast GET has no body (checked)
+                super().on_body(body)
+
         def on_message_complete(self) -> None:
             self._in_message = False
-            super().on_message_complete()
+            body = self._fast_body
+            if body is None:
+                super().on_message_complete()
+                return
+            self._fast_body = None
+            defaults = self.server_state.default_headers
+            cached = _status_head
+            if cached[0] is not defaults:   # uvicorn makes a new list when the date changes
+                head = [b"HTTP/1.1 200 OK\r\n"]
+                for name, value in defaults:
+                    head += (name, b": ", value, b"\r\n")
+                cached[:] = [defaults, b"".join(head) + b"content-type: application/json"
+                                                        b"\r\ncontent-length: "]
+            self.transport.write(b"".join((cached[1], str(len(body)).encode(), b"\r\n\r\n",
+                                           body)))
+            self.on_response_complete()
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -208,7 +263,7 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
     from .. import __version__
     from ..client import Secrets as _Secrets
     from .app import App
-    from .audit import ServerAudit
+    from .audit import SYNC_MODES, ServerAudit
 
     say = out or (lambda line: sys.stderr.write(line + "\n"))
     server_class, protocol_class = _server_classes()
@@ -226,7 +281,11 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
             closers.append(getattr(authenticator, "close", _nothing))
         store_audit = secrets.store.audit
         hmac_of = store_audit.value_hmac if store_audit is not None else _no_hmac
-        audit = ServerAudit(os.path.join(home, AUDIT_FILE), value_hmac=hmac_of)
+        if options.audit_sync not in SYNC_MODES:
+            raise ConfigError(f"--audit-sync must be one of {', '.join(SYNC_MODES)}, "
+                              f"not {options.audit_sync!r}")
+        audit = ServerAudit(os.path.join(home, AUDIT_FILE), value_hmac=hmac_of,
+                            sync=options.audit_sync)
     except BaseException:
         if owned:
             secrets.close()
@@ -261,11 +320,12 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
             url = f"{'https' if cert else 'http'}://{shown}:{bound}"
         app = App(secrets, authenticator, audit, peer_identity=_peer_identity(authenticator),
                   version=__version__)
+        protocol_class.fast = app.fast_get
         import ssl
 
         config = uvicorn.Config(
             app, http=protocol_class, loop="auto", lifespan="on", log_level="warning",
-            access_log=False, server_header=False,
+            access_log=False, server_header=False, proxy_headers=False,
             timeout_graceful_shutdown=max(1, round(options.grace)),
             ssl_certfile=cert, ssl_keyfile=key, ssl_ca_certs=options.tls_client_ca,
             ssl_cert_reqs=ssl.CERT_REQUIRED if options.tls_client_ca else ssl.CERT_NONE)
