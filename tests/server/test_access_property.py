@@ -18,8 +18,9 @@ a second, independent ``Secrets`` instance:
 * a listing shows exactly what docs/server.md promises: ``LIST
   metadata/macula/`` the apps of the tenant on which some rule grants
   ``list`` (the key globs play no part, as ``list`` is checked per app),
-  ``LIST metadata/macula/APP/`` every live key of the app once ``list`` is
-  granted on the app.
+  ``LIST metadata/macula/APP/`` the live keys of the app that a rule's
+  key glob grants ``list`` on (403 without ``list`` on the app, 404 when
+  none of its keys is visible).
 
 Further tests: no, revoked (by this process and by another store instance)
 and expired tokens (the token store's injectable clock, and the app's own
@@ -121,6 +122,12 @@ class Spec:
     tenant: str
     app: str
     key: str
+
+
+def visible_keys(specs: Sequence[Spec], tenant: str, app: str, keys: Sequence[str]
+                 ) -> list[str]:
+    """The keys of an app a listing shows: those some ``list`` rule's key glob matches."""
+    return [k for k in keys if grants(specs, "list", tenant, app, k)]
 
 
 def grants(specs: Sequence[Spec], cap: str, tenant: str, app: str, key: str | None) -> bool:
@@ -340,7 +347,7 @@ def expected(e: Env, specs: Sequence[Spec], r: Req) -> int:
     if op in ("list_app", "list_app_get"):
         if not g("list", None):
             return 403
-        return 200 if store.list_keys(t, a) else 404
+        return 200 if visible_keys(specs, t, a, store.list_keys(t, a)) else 404
     if op in ("list_apps", "list_root"):
         apps = [x for x in store.list_apps(t) if grants(specs, "list", t, x, None)]
         return 200 if apps else 404
@@ -442,7 +449,7 @@ def check_effect(e: Env, specs: Sequence[Spec], r: Req, value: str, before: tupl
         assert snapshot(e, t, a, k) == before
     elif op in ("list_app", "list_app_get"):
         assert isinstance(body, dict)
-        assert body["data"]["keys"] == store.list_keys(t, a)
+        assert body["data"]["keys"] == visible_keys(specs, t, a, store.list_keys(t, a))
         assert snapshot(e, t, a, k) == before
     elif op == "list_apps":
         assert isinstance(body, dict)

@@ -566,7 +566,11 @@ class App:
             app = check_name("app", rest[1])
             req.audit["app"] = app
             self._allow(req, "list", app)
-            keys: list[str] = await loop.run_in_executor(None, self._tenant(tenant).list, app)
+            listed: list[str] = await loop.run_in_executor(None, self._tenant(tenant).list,
+                                                           app)
+            # Only the names the token's key globs reach: a token for db_* of an app
+            # does not learn what else the app holds.
+            keys = [k for k in listed if identity.allows("list", tenant, app, k)]
         else:
             apps = await loop.run_in_executor(None, self._tenant(tenant).store.list_apps,
                                               tenant)
