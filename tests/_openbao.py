@@ -211,10 +211,22 @@ def _write_private(path: Path, data: bytes) -> str:
     return str(path)
 
 
+def _write_pair(folder: Path, name: str, cert: Any, key: Any) -> tuple[str, str]:
+    """``<name>.pem`` and ``<name>-key.pem`` (PKCS#8, unencrypted), both 0600."""
+    from cryptography.hazmat.primitives import serialization
+
+    cert_path = _write_private(folder / f"{name}.pem",
+                               cert.public_bytes(serialization.Encoding.PEM))
+    key_path = _write_private(folder / f"{name}-key.pem", key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return cert_path, key_path
+
+
 def make_ca(folder: str | os.PathLike[str], name: str = "ca") -> tuple[str, str]:
     """A self-signed CA in ``folder``: ``(<name>.pem, <name>-key.pem)``."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
@@ -239,12 +251,7 @@ def make_ca(folder: str | os.PathLike[str], name: str = "ca") -> tuple[str, str]
                        critical=False)
         .sign(key, hashes.SHA256())
     )
-    cert_path = _write_private(folder / f"{name}.pem",
-                               cert.public_bytes(serialization.Encoding.PEM))
-    key_path = _write_private(folder / f"{name}-key.pem", key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return cert_path, key_path
+    return _write_pair(folder, name, cert, key)
 
 
 def _issue(folder: Path, name: str, ca_cert: str, ca_key: str, *, server: bool
@@ -284,12 +291,7 @@ def _issue(folder: Path, name: str, ca_cert: str, ca_key: str, *, server: bool
         builder = builder.add_extension(x509.SubjectAlternativeName(
             [x509.IPAddress(ipaddress.ip_address(HOST))]), critical=False)
     cert = builder.sign(signer, hashes.SHA256())
-    cert_path = _write_private(folder / f"{name}.pem",
-                               cert.public_bytes(serialization.Encoding.PEM))
-    key_path = _write_private(folder / f"{name}-key.pem", key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return cert_path, key_path
+    return _write_pair(folder, name, cert, key)
 
 
 def make_tls(folder: str | os.PathLike[str]) -> TLSFiles:

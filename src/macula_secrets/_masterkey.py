@@ -157,12 +157,13 @@ def migrate(cfg: Config, env: Mapping[str, str], to: str, *, keep_old: bool = Fa
         raise ConfigError(f"the master key is already kept by the {to} provider")
     old = provider_for(old_kind, cfg, env, ask=ask)
     old_path: str | None = getattr(old, "path", None)
-    final: str | None = getattr(provider_for(to, cfg, env, ask=ask), "path", None)
+    target = provider_for(to, cfg, env, ask=ask)
+    final: str | None = getattr(target, "path", None)
     # Sealed to sealed (passphrase -> TPM) is one file name: the new seal is
     # made beside it and renamed over it once it proved to give the key back.
     beside = final is not None and final == old_path
     where = f"{final}.migrating" if beside else final
-    new = provider_for(to, cfg, env, ask=ask, path=where)
+    new = provider_for(to, cfg, env, ask=ask, path=where) if beside else target
     with old.locked():
         key = old.candidates()[0]
         if beside:
@@ -186,7 +187,7 @@ def migrate(cfg: Config, env: Mapping[str, str], to: str, *, keep_old: bool = Fa
             os.replace(where, final)
         elif not keep_old and old_path is not None:
             _remove_key_file(old_path)
-    return old.description, provider_for(to, cfg, env, ask=ask).description
+    return old.description, target.description
 
 
 def _remove_key_file(path: str | None) -> None:

@@ -30,16 +30,14 @@ from macula_secrets.errors import (
     UnavailableError,
 )
 from macula_secrets.testing import exercise_backend
-from tests._openbao import Server, free_port, need_binary, start_dev
+from tests._openbao import Server, free_port
 
 pytestmark = pytest.mark.interop
 
 
 @pytest.fixture(scope="module")
-def bao() -> Iterator[Server]:
-    need_binary()
-    with start_dev() as server:
-        yield server
+def bao(bao_dev: Server) -> Server:
+    return bao_dev
 
 
 def _unique() -> str:

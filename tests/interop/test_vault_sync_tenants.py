@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,15 @@ import pytest
 from macula_secrets import Secrets
 from macula_secrets.errors import UnavailableError
 from macula_secrets.records import AppSync
-from tests._openbao import Server, free_port, need_binary, start_dev
+from tests._openbao import Server, free_port
 from tests.cli._support import run_cli, run_proc
 
 pytestmark = pytest.mark.interop
 
 
 @pytest.fixture(scope="module")
-def bao() -> Iterator[Server]:
-    need_binary()
-    with start_dev() as server:
-        yield server
+def bao(bao_dev: Server) -> Server:
+    return bao_dev
 
 
 def _name(prefix: str = "t") -> str:

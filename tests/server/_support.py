@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,3 +78,55 @@ def call(host: str, port: int, method: str, path: str, body: bytes | str | None 
 
 def as_json(raw: bytes) -> object:
     return json.loads(raw) if raw else None
+
+
+@contextlib.contextmanager
+def serve_process(home: Path, *args: str, timeout: float = 30.0
+                  ) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
+    """``macula-secrets serve`` as a process on ``127.0.0.1:0``: ``(process, url, stderr)``.
+
+    The URL is read from its ``macula: serving URL`` line; stderr keeps being
+    read into the list, so the server never blocks on a full pipe. The
+    environment is this one without ``MACULA_SECRETS_*``, with the given home.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MACULA_SECRETS_")}
+    env["MACULA_SECRETS_HOME"] = str(home)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "macula_secrets", "serve", "--address", "127.0.0.1:0", *args],
+        env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen: list[str] = []
+    drain: threading.Thread | None = None
+    try:
+        deadline = time.monotonic() + timeout
+        url = None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith("macula: serving "):
+                url = line.split()[2]
+        assert url is not None, "".join(seen)
+        drain = threading.Thread(target=seen.extend, args=(proc.stderr,), daemon=True)
+        drain.start()
+        yield proc, url, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=15)
+        if drain is not None:
+            drain.join(timeout=10)
+        proc.stderr.close()
+
+
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (``serve --unix-socket``)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.unix_path)

@@ -50,6 +50,8 @@ from macula_secrets.audit import verify
 from macula_secrets.server.auth import Rule
 from macula_secrets.server.tokens import TokenStore
 
+from ._support import serve_process
+
 pytestmark = pytest.mark.slow
 
 CLIENTS = 32
@@ -69,35 +71,9 @@ def _env(home: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def serve(home: Path) -> Iterator[tuple[subprocess.Popen[str], str, int]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "macula_secrets", "serve", "--address", "127.0.0.1:0",
-         "--tls-disable", "--grace", "5"], env=_env(home), stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    seen: list[str] = []
-    drain: threading.Thread | None = None
-    try:
-        deadline = time.monotonic() + 30
-        url = None
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if line.startswith("macula: serving "):
-                url = line.split()[2]
-        assert url is not None, "".join(seen)
-        # Keep reading stderr so the server never blocks on a full pipe.
-        drain = threading.Thread(target=seen.extend, args=(proc.stderr,), daemon=True)
-        drain.start()
+    with serve_process(home, "--tls-disable", "--grace", "5") as (proc, url, _seen):
         host, port = url.removeprefix("http://").rsplit(":", 1)
         yield proc, host, int(port)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=15)
-        if drain is not None:
-            drain.join(timeout=10)
-        proc.stderr.close()
 
 
 @dataclass

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import ssl
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import hvac
@@ -23,32 +20,12 @@ from macula_secrets.server.auth import Rule
 from macula_secrets.server.run import ensure_certificate, fingerprint
 from macula_secrets.server.tokens import TokenStore
 
+from ._support import serve_process
 
-@contextlib.contextmanager
-def serve(home: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
-    env = dict(os.environ, MACULA_SECRETS_HOME=str(home))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "macula_secrets", "serve", "--address", "127.0.0.1:0",
-         "--grace", "3", *args], env=env, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    seen: list[str] = []
-    try:
-        deadline = time.monotonic() + 20
-        url = None
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if line.startswith("macula: serving "):
-                url = line.split()[2]
-        assert url is not None, "".join(seen)
-        yield proc, url, seen
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        proc.stderr.close()
+
+def serve(home: Path, *args: str
+          ) -> contextlib.AbstractContextManager[tuple[subprocess.Popen[str], str, list[str]]]:
+    return serve_process(home, "--grace", "3", *args, timeout=20)
 
 
 def test_serve_tls_tokens_and_sigterm(tmp_path: Path) -> None:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import socket
 import stat
 
+from ._support import UnixConnection
 from .conftest import READER, Running
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=10)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
 
 
 def call(path: str, method: str, url: str, body: object = None,

@@ -8,11 +8,9 @@ is exactly what the token bound to its uid grants.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,19 +22,13 @@ from macula_secrets.server.policy import build_rules
 from macula_secrets.server.run import ServeOptions, prepare, start_in_thread
 from macula_secrets.server.tokens import TokenStore
 
+from ._support import UnixConnection
+
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")
 
 NOBODY = 65534
 
 
-class _Unix(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=10)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.unix_path)
 
 
 def _as_uid(uid: int, path: str, method: str, url: str, body: object = None) -> int:
@@ -49,7 +41,7 @@ def _as_uid(uid: int, path: str, method: str, url: str, body: object = None) -> 
             os.close(read)
             os.setgid(uid)
             os.setuid(uid)
-            conn = _Unix(path)
+            conn = UnixConnection(path)
             conn.request(method, url, body=None if body is None else json.dumps(body))
             resp = conn.getresponse()
             resp.read()

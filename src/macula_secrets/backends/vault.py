@@ -309,16 +309,11 @@ class VaultBackend:
         current = 0 if meta is None else int(meta.get("current_version") or 0)
         if current == 0 or not _is_live(meta, current):
             raise NotFoundError(f"{app}/{key} has no live value in vault at {self.address}")
-        self._call(lambda c: c.secrets.kv.v2.delete_secret_versions(
-            path, versions=[current], mount_point=self.mount),
-            f"{self.mount}/delete/{path}", idempotent=False)
+        self._on_versions("delete", path, [current])
 
     def delete_versions(self, app: str, key: str, versions: Sequence[int]) -> None:
         """Soft-delete the given ``versions`` of a key (``delete`` takes the latest)."""
-        path = self.path_of(app, key)
-        self._call(lambda c: c.secrets.kv.v2.delete_secret_versions(
-            path, versions=list(versions), mount_point=self.mount),
-            f"{self.mount}/delete/{path}", idempotent=False)
+        self._on_versions("delete", self.path_of(app, key), versions)
 
     def current_version(self, app: str, key: str) -> int:
         """The key's latest KV version (0 when it has none)."""
@@ -327,17 +322,18 @@ class VaultBackend:
 
     def undelete(self, app: str, key: str, versions: Sequence[int]) -> None:
         """Restore soft-deleted ``versions`` of a key (destroyed ones stay gone)."""
-        path = self.path_of(app, key)
-        self._call(lambda c: c.secrets.kv.v2.undelete_secret_versions(
-            path, versions=list(versions), mount_point=self.mount),
-            f"{self.mount}/undelete/{path}", idempotent=False)
+        self._on_versions("undelete", self.path_of(app, key), versions)
 
     def destroy(self, app: str, key: str, versions: Sequence[int]) -> None:
         """Erase the values of ``versions`` of a key for good; their metadata stays."""
-        path = self.path_of(app, key)
-        self._call(lambda c: c.secrets.kv.v2.destroy_secret_versions(
-            path, versions=list(versions), mount_point=self.mount),
-            f"{self.mount}/destroy/{path}", idempotent=False)
+        self._on_versions("destroy", self.path_of(app, key), versions)
+
+    def _on_versions(self, action: str, path: str, versions: Sequence[int]) -> None:
+        """``POST <mount>/<action>/<path>`` with ``versions`` (delete, undelete, destroy)."""
+        chosen = list(versions)
+        self._call(lambda c: getattr(c.secrets.kv.v2, f"{action}_secret_versions")(
+            path, versions=chosen, mount_point=self.mount),
+            f"{self.mount}/{action}/{path}", idempotent=False)
 
     def list(self, app: str) -> builtins.list[str]:
         keys = self._list_keys(app)

@@ -19,8 +19,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .master import MasterKeyProvider, format_key
+
+if TYPE_CHECKING:
+    from .age import AgeRecipient
 
 __all__ = ["Escrowed", "write_escrow"]
 
@@ -69,15 +73,11 @@ class Escrowed:
         return self.inner.locked()
 
 
-def write_escrow(path: str, key: bytes, recipients: Sequence[object]) -> None:
-    """Write (or replace, atomically) the escrow copy of ``key`` at ``path``, mode 0600.
+def write_escrow(path: str, key: bytes, recipients: Sequence[AgeRecipient]) -> None:
+    """Write (or replace, atomically) the escrow copy of ``key`` at ``path``, mode 0600."""
+    from .age import encrypt
 
-    ``recipients`` are :class:`~macula_secrets.keys.age.AgeRecipient` objects.
-    """
-    from .age import AgeRecipient, encrypt
-
-    chosen = [r for r in recipients if isinstance(r, AgeRecipient)]
-    data = encrypt(format_key(key).encode("ascii"), chosen, armored=True)
+    data = encrypt(format_key(key).encode("ascii"), recipients, armored=True)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, mode=0o700, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"

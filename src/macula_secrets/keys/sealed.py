@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
 from ..errors import KeySourceError, LockedError
-from .master import MasterKeyFile, format_key, parse_key, read_private
+from .master import MasterKeyFile, parse_key, read_private
 
 if TYPE_CHECKING:
     from .age import AgeIdentity, AgeRecipient
@@ -267,7 +267,33 @@ class IdentitySealer:
         return found
 
 
-class FixedKey:
+class _ReadOnlyKey:
+    """A provider whose key lives elsewhere: always there, nothing pending, nothing to lock.
+
+    Subclasses say where the key comes from (``candidates``) and why it cannot
+    be created or rotated here (``create``, ``begin_rotation``).
+    """
+
+    description: str
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description!r})"
+
+    def exists(self) -> bool:
+        return True
+
+    def commit_rotation(self) -> None:
+        raise FileNotFoundError(self.description)  # nothing pending, ever
+
+    def abort_rotation(self) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        yield
+
+
+class FixedKey(_ReadOnlyKey):
     """A master key given as it is; read-only (it cannot be created or rotated here)."""
 
     def __init__(self, key: bytes, description: str) -> None:
@@ -275,12 +301,6 @@ class FixedKey:
             raise KeySourceError(f"{description} is not a master key (wrong size)")
         self._key = key
         self.description = description
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.description!r})"
-
-    def exists(self) -> bool:
-        return True
 
     def create(self, key: bytes) -> None:
         raise KeySourceError(f"the master key in {self.description} cannot be replaced")
@@ -292,16 +312,6 @@ class FixedKey:
         raise KeySourceError(
             f"a master key from {self.description} cannot be rotated in place",
             hint="rotate with a file or sealed key, then hand over the new key")
-
-    def commit_rotation(self) -> None:
-        raise FileNotFoundError(self.description)  # nothing pending, ever
-
-    def abort_rotation(self) -> None:
-        pass
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        yield
 
 
 class EnvKey(FixedKey):
@@ -320,7 +330,7 @@ class EnvKey(FixedKey):
         return f"EnvKey({self._name!r})"
 
 
-class HeldKey:
+class HeldKey(_ReadOnlyKey):
     """A master key that lives only in the agent's memory, put there by ``unlock``.
 
     For the emergency route of Vault's unseal: no key file exists on the
@@ -341,9 +351,6 @@ class HeldKey:
 
     def __repr__(self) -> str:
         return f"HeldKey({self.name!r})"
-
-    def exists(self) -> bool:
-        return True
 
     def create(self, key: bytes) -> None:
         raise KeySourceError("a new store cannot start from recovery shares",
@@ -369,18 +376,3 @@ class HeldKey:
             "a master key unlocked from recovery shares cannot be rotated in place",
             hint="restore it first (`key combine`, or `key migrate --to ...`), then rotate "
                  "and split again")
-
-    def commit_rotation(self) -> None:
-        raise FileNotFoundError(self.name)  # nothing pending, ever
-
-    def abort_rotation(self) -> None:
-        pass
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        yield
-
-
-def plain_text(key: bytes) -> str:
-    """A master key as the text of a plain key file (for escrow and migration)."""
-    return format_key(key)
