@@ -22,8 +22,10 @@ Both servers run on 127.0.0.1 on this machine's cores, beside the load tool:
 - start to serving (target: no slower than OpenBao's): from ``Popen`` until
   ``GET /v1/sys/health`` answers 200 (polled every 2 ms on fresh
   connections), median of ``--starts`` starts each, alternating. Ours:
-  ``python -m macula_secrets serve --tls-disable`` on a home that holds the
-  secret; OpenBao: ``bao server -dev`` (in memory, nothing to load);
+  ``macula-secrets serve --tls-disable`` (the venv's console script) on a
+  home that holds the secret; OpenBao: ``bao server -dev`` (in memory,
+  nothing to load). ``bench_start.py`` puts the ASGI servers themselves,
+  serving an empty app, beside both;
 - memory (shown beside OpenBao's, no target figure): VmRSS of the server
   process idle after start, and idle after 10,000 secrets (``--secrets``)
   were written through the HTTP API (8 threads, each a kept-alive
@@ -144,8 +146,7 @@ def _wait_serving(url: str, process: subprocess.Popen[bytes], t0: float,
 
 def start_ours(home: Path, token: str, *, tls: bool) -> tuple[Ours, float]:
     port = free_port()
-    args = [PYTHON, "-m", "macula_secrets", "serve", "--home", str(home),
-            "--address", f"{HOST}:{port}"]
+    args = [*our_command(), "serve", "--home", str(home), "--address", f"{HOST}:{port}"]
     if not tls:
         args.append("--tls-disable")
     t0 = time.perf_counter()
@@ -158,6 +159,13 @@ def start_ours(home: Path, token: str, *, tls: bool) -> tuple[Ours, float]:
         stop_process(proc)
         raise
     return Ours(url, token, proc), took
+
+
+def our_command() -> list[str]:
+    """``macula-secrets`` as users run it: the console script beside this Python
+    (``python -m macula_secrets`` when the project is not installed)."""
+    script = Path(PYTHON).with_name("macula-secrets")
+    return [str(script)] if script.exists() else [PYTHON, "-m", "macula_secrets"]
 
 
 def start_bao_timed(folder: Path) -> float:

@@ -72,11 +72,53 @@ class ServeOptions:
     background every 0.1 s; ``always``: the answer waits for its line's fsync."""
 
 
+def _uvicorn_without_cli() -> None:
+    """Import uvicorn's serving parts without its command line.
+
+    ``import uvicorn`` (or any of its submodules) first runs the package's
+    ``__init__``, which imports ``uvicorn.main``: click, the reloader and
+    the multiprocessing supervisors. Serving uses none of them, and they
+    are 30-45 ms of a start measured at about 200 ms on a 2-core node
+    (benchmarks/bench_server.py), where OpenBao's is the bar. So when
+    uvicorn is not imported yet, the package is registered with only
+    ``Config`` (which its own modules import from it); the first use of
+    any other name (``uvicorn.run``, ``uvicorn.Server``...) runs the real
+    ``__init__`` then, so other code in the process sees the usual package.
+    """
+    import importlib.util
+
+    if "uvicorn" in sys.modules:
+        return
+    spec = importlib.util.find_spec("uvicorn")
+    if spec is None or spec.loader is None:
+        raise ImportError("uvicorn is not installed")
+    loader = spec.loader
+    package = importlib.util.module_from_spec(spec)
+
+    def complete(name: str) -> Any:
+        # Module-level __getattr__ (PEP 562): the rest of __init__, once.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        del package.__dict__["__getattr__"]
+        loader.exec_module(package)
+        return getattr(package, name)
+
+    package.__dict__["__getattr__"] = complete
+    sys.modules["uvicorn"] = package
+    try:
+        from uvicorn.config import Config
+    except BaseException:
+        del sys.modules["uvicorn"]
+        raise
+    package.Config = Config  # type: ignore[attr-defined]
+
+
 def _server_classes() -> tuple[type[Any], type[Any]]:
     """uvicorn's Server and httptools protocol, subclassed (imported only to serve)."""
     try:
-        import uvicorn
+        _uvicorn_without_cli()
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.server import Server as UvicornServer
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ConfigError("the server needs the 'server' extra",
                           hint="pip install 'macula-secrets[server]'") from exc
@@ -180,7 +222,7 @@ def _server_classes() -> tuple[type[Any], type[Any]]:
             if self.peer_uid is not None:
                 self.scope[PEER_KEY] = self.peer_uid  # type: ignore[typeddict-unknown-key]
 
-    class Server(uvicorn.Server):
+    class Server(UvicornServer):
         """uvicorn's server that ends watch streams on shutdown and exits quietly."""
 
         on_exit: Callable[[], None] | None = None
@@ -267,7 +309,7 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
 
     say = out or (lambda line: sys.stderr.write(line + "\n"))
     server_class, protocol_class = _server_classes()
-    import uvicorn
+    from uvicorn.config import Config
 
     owned = secrets is None
     closers: list[Callable[[], object]] = []
@@ -323,7 +365,7 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
         protocol_class.fast = app.fast_get
         import ssl
 
-        config = uvicorn.Config(
+        config = Config(
             app, http=protocol_class, loop="auto", lifespan="on", log_level="warning",
             access_log=False, server_header=False, proxy_headers=False,
             timeout_graceful_shutdown=max(1, round(options.grace)),
