@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 __all__ = [
+    "SecretRef",
     "Secrets",
     "Subscription",
     "SyncReport",
@@ -39,10 +40,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._default import delete, get, list, load_all, put, require
-    from .client import Secrets, Subscription
+    from .client import SecretRef, Secrets, Subscription
     from .records import SyncReport, VersionInfo
 
 _LAZY = {
+    "SecretRef": "client",
     "Secrets": "client",
     "Subscription": "client",
     "SyncReport": "records",

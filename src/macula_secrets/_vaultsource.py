@@ -35,7 +35,7 @@ from .errors import MaculaError, NotFoundError, UnavailableError
 if TYPE_CHECKING:
     from .backends.vault import VaultBackend
     from .localstore.store import LocalStore
-    from .records import SyncReport
+    from .records import AppSync, SyncReport
 
 __all__ = ["VaultSource", "tenant_namespace"]
 
@@ -154,25 +154,82 @@ class VaultSource:
             raise
         results: list[AppSync] = []
         for app, got in read:
-            where = self.location(app)
             if isinstance(got, str):
-                results.append(AppSync(app=app, source=where, error=got))
-                continue
-            try:
-                added, changed, deleted, unchanged = store.apply(tenant, app, got,
-                                                                  origin="vault")
-            except MaculaError as exc:
-                results.append(AppSync(app=app, source=where,
-                                       error=str(exc) or exc.__class__.__name__))
-                continue
-            now = self._clock()
-            for key, value in got.items():
-                self.confirmed[(app, key)] = (now + self.refresh, value, now)
-            results.append(AppSync(app=app, source=where, added=tuple(added),
-                                   changed=tuple(changed), deleted=tuple(deleted),
-                                   unchanged=unchanged))
-        # Apps Vault no longer lists: their vault-origin keys leave the store too.
+                results.append(AppSync(app=app, source=self.location(app), error=got))
+            else:
+                results.append(self._apply(store, tenant, app, got))
+        results += self._drop_unlisted(store, tenant, set(apps))
+        self._down_until = 0.0
+        return SyncReport(apps=tuple(results))
+
+    def check(self, store: LocalStore, tenant: str, seen: dict[str, dict[str, int]]
+              ) -> list[AppSync]:
+        """One periodic look for changes: KV metadata versions, values only where they moved.
+
+        ``seen`` maps each app to its keys' versions at the last check (empty
+        the first time, so everything is read once) and is updated in place.
+        Per app: one LIST and the metadata reads, pipelined; an app whose
+        versions differ from ``seen`` is read in full and applied as
+        :meth:`sync` does. An app Vault no longer lists loses its
+        vault-origin keys. Raises :class:`UnavailableError` when Vault cannot
+        be reached (apps applied before that stay applied; the rest keep
+        their cached values).
+        """
+        from .records import AppSync
+
+        backend = self.backend
+        results: list[AppSync] = []
+        try:
+            apps = backend.apps()
+            for app in apps:
+                try:
+                    versions = backend.current_versions(app)
+                    if seen.get(app) == versions:
+                        continue
+                    values = backend.load_all(app)
+                except UnavailableError:
+                    raise
+                except MaculaError as exc:
+                    results.append(AppSync(app=app, source=self.location(app),
+                                           error=str(exc) or exc.__class__.__name__))
+                    continue
+                result = self._apply(store, tenant, app, values)
+                if result.error is None:
+                    seen[app] = versions
+                results.append(result)
+        except UnavailableError as exc:
+            self._went_down(exc)
+            raise
         listed = set(apps)
+        for app in [a for a in seen if a not in listed]:
+            del seen[app]
+        results += self._drop_unlisted(store, tenant, listed)
+        self._down_until = 0.0
+        return results
+
+    def _apply(self, store: LocalStore, tenant: str, app: str, values: dict[str, str]
+               ) -> AppSync:
+        """Bring one app of the store in line with what Vault had; confirmed as of now."""
+        from .records import AppSync
+
+        where = self.location(app)
+        try:
+            added, changed, deleted, unchanged = store.apply(tenant, app, values,
+                                                              origin="vault")
+        except MaculaError as exc:
+            return AppSync(app=app, source=where, error=str(exc) or exc.__class__.__name__)
+        now = self._clock()
+        for key, value in values.items():
+            self.confirmed[(app, key)] = (now + self.refresh, value, now)
+        return AppSync(app=app, source=where, added=tuple(added), changed=tuple(changed),
+                       deleted=tuple(deleted), unchanged=unchanged)
+
+    def _drop_unlisted(self, store: LocalStore, tenant: str, listed: set[str]
+                       ) -> list[AppSync]:
+        """Apps Vault no longer lists: their vault-origin keys leave the store too."""
+        from .records import AppSync
+
+        results = []
         gone = sorted({a for (a, _k), origin in store.origins(tenant).items()
                        if origin == "vault" and a not in listed})
         for app in gone:
@@ -183,8 +240,7 @@ class VaultSource:
             if deleted:
                 results.append(AppSync(app=app, source="(removed from vault)",
                                        deleted=tuple(deleted)))
-        self._down_until = 0.0
-        return SyncReport(apps=tuple(results))
+        return results
 
     def location(self, app: str) -> str:
         """Where the app's keys live, for reports: ``[namespace/]mount/macula/APP/``."""

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ._config import Config, load_config
+from ._feed import DEFAULT_INTERVAL, ChangeFeed, Subscription
 from .errors import MaculaError, NotFoundError
 from .localstore.store import ABSENT, DELETED, LocalStore
 
@@ -38,12 +39,14 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._vaultsource import VaultSource
+    from ._vaultwatch import VaultRefresher
     from .backends import Backend
     from .backends.envfile import EnvFileBackend
     from .backends.sops import SopsBackend
-    from .records import SecretEntry, SyncReport, VersionInfo
+    from .records import AppSync, SecretEntry, SyncReport, VersionInfo
+    from .watch import FolderWatcher
 
-__all__ = ["Secrets", "Subscription"]
+__all__ = ["SecretRef", "Secrets", "Subscription"]
 
 Callback = Callable[[str, str, int], None]
 """``callback(app, key, version)``: called after a change to a key is committed."""
@@ -70,6 +73,8 @@ class Secrets:
         self.config = config
         self._parent = _parent
         self._subscriptions: list[Subscription] = []
+        self._feed: ChangeFeed | None = None
+        self._watchers: builtins.list[FolderWatcher | VaultRefresher] = []
         # Vault source: how to open the source of another tenant (its namespace), and
         # the sources opened that way (closed with this one).
         self._open_vault_for = _open_vault_for
@@ -216,6 +221,11 @@ class Secrets:
         """The sops source backend, or ``None`` when the store stands alone or the
         source is Vault."""
         return self._source
+
+    @property
+    def envfiles(self) -> EnvFileBackend | None:
+        """The ``<app>.env.age`` files of the secrets folder, if there is one."""
+        return self._envfiles
 
     @property
     def vault(self) -> VaultSource | None:
@@ -558,26 +568,82 @@ class Secrets:
                            envfiles=self._envfiles)
 
     def subscribe(self, app: str, callback: Callback, *, key: str | None = None,
-                  interval: float = 0.05) -> Subscription:
+                  interval: float = DEFAULT_INTERVAL) -> Subscription:
         """Call ``callback(app, key, version)`` after each change to the app's keys.
 
-        Changes by any process on the node count (another CLI call, a sync, a
-        server). A background thread checks the store's shared change token
-        every ``interval`` seconds (a memory read) and reads the change log
-        only when it moved. When the callback runs, :meth:`get` already
-        returns the new value. ``version`` is the version the change made
-        or touched. Call ``.cancel()`` on the result to stop.
+        Changes by any process on the node count (another CLI call, a sync,
+        the folder watcher, a server). One background thread per open store
+        checks the store's shared change token every ``interval`` seconds (a
+        memory read) and reads the change log only when it moved
+        (:mod:`macula_secrets._feed`). When the callback runs, :meth:`get`
+        already returns the new value. ``version`` is the version the change
+        made or touched (for a delete, the version deleted). Callbacks run on
+        that thread, one at a time: hand long work to another thread. Call
+        ``.cancel()`` on the result to stop.
         """
-        sub = Subscription(self, app, callback, key=key, interval=interval)
+        from ._names import check_name
+
+        check_name("app", app)
+        if key is not None:
+            check_name("key", key)
+        sub = self._root()._change_feed().subscribe(self.tenant, app, key, callback,
+                                                     interval=interval)
         self._subscriptions.append(sub)
         return sub
 
+    def ref(self, app: str, key: str, *, default: str | None = None) -> SecretRef:
+        """A live handle on one secret: ``.get()`` always reads the current value.
+
+        For code that holds a credential for a long time (a connection pool,
+        a client object): keep the handle instead of the string, read
+        ``.get()`` when connecting, and use ``.on_change(fn)`` to be told
+        when a new value lands (docs/rotation.md has the SQLAlchemy recipe).
+        """
+        from ._names import check_name
+
+        return SecretRef(self, check_name("app", app), check_name("key", key), default)
+
+    def watch(self, *, on_sync: Callable[[AppSync], None] | None = None
+              ) -> FolderWatcher | VaultRefresher:
+        """Keep the store in line with the source in the background, until :meth:`close`.
+
+        With a secrets folder: a :class:`~macula_secrets.watch.FolderWatcher`
+        (inotify; each changed app file synced within ``debounce``, 50 ms).
+        With a vault source: a :class:`~macula_secrets._vaultwatch.VaultRefresher`
+        (KV metadata versions checked every ``refresh`` seconds, with jitter).
+        Either way subscribers of every process on the node hear of the
+        changes. ``on_sync`` gets each app's ``AppSync`` (failures included).
+        What ``macula-secrets watch`` runs in the foreground.
+        """
+        watcher: FolderWatcher | VaultRefresher
+        if self._vault is not None:
+            from ._vaultwatch import VaultRefresher
+
+            watcher = VaultRefresher(self, on_sync=on_sync).start()
+        else:
+            from .watch import FolderWatcher
+
+            watcher = FolderWatcher(self, on_sync=on_sync).start()
+        self._watchers.append(watcher)
+        return watcher
+
+    def _change_feed(self) -> ChangeFeed:
+        with self._tenant_lock:
+            if self._feed is None:
+                self._feed = ChangeFeed(self._store)
+            return self._feed
+
     def close(self) -> None:
         """Stop subscriptions and close the store (a tenant view leaves the store open)."""
+        for watcher in self._watchers:
+            watcher.stop()
+        self._watchers.clear()
         for sub in self._subscriptions:
             sub.cancel()
         self._subscriptions.clear()
         if self._parent is None:
+            if self._feed is not None:
+                self._feed.close()
             if self._source is not None:
                 self._source.close()
             if self._envfiles is not None:
@@ -616,51 +682,50 @@ def _ignore(_result: object) -> None:
     """Drop a result (a sops file write returns 0; the store's version is the one that counts)."""
 
 
-class Subscription:
-    """A running subscription; ``cancel()`` stops its thread."""
+class SecretRef:
+    """A live reference to one secret (from :meth:`Secrets.ref`).
 
-    def __init__(self, secrets: Secrets, app: str, callback: Callback, *, key: str | None,
-                 interval: float) -> None:
-        from ._names import check_name
+    ``get()`` reads through :meth:`Secrets.get` each time (a cached read:
+    about a microsecond), so it is never stale once a change has landed.
+    ``on_change(fn)`` calls ``fn(ref, version)`` after each new version,
+    deletion or rollback of the key, from the store's change-feed thread.
+    The value is never part of ``repr`` or ``str``: a handle can be logged.
+    """
 
-        self.app = check_name("app", app)
-        self.key = None if key is None else check_name("key", key)
+    __slots__ = ("_default", "_secrets", "_subs", "app", "key")
+
+    def __init__(self, secrets: Secrets, app: str, key: str, default: str | None) -> None:
         self._secrets = secrets
-        self._callback = callback
-        self._interval = interval
-        self._stop = threading.Event()
-        store = secrets.store
-        self._seq = store.last_change()
-        self._token = store.token()
-        self._thread = threading.Thread(target=self._run, name=f"macula-subscribe-{app}",
-                                        daemon=True)
-        self._thread.start()
+        self.app = app
+        self.key = key
+        self._default = default
+        self._subs: builtins.list[Subscription] = []
 
-    def _run(self) -> None:
-        store = self._secrets.store
-        tenant = self._secrets.tenant
-        while not self._stop.wait(self._interval):
-            token = store.token()
-            if token == self._token:
-                continue
-            self._token = token
-            rows = store.changes_since(self._seq)
-            if not rows:
-                continue
-            self._seq = rows[-1][0]
-            store.refresh()
-            for _seq, t, app, key, version, op in rows:
-                if op in ("rotate", "rekey") or t != tenant or app != self.app:
-                    continue
-                if self.key is not None and key != self.key:
-                    continue
-                try:
-                    self._callback(app, key, version)
-                except Exception:  # noqa: S112 - a failing callback must not end the thread
-                    continue
+    def __repr__(self) -> str:
+        return f"SecretRef({self.app!r}, {self.key!r})"
 
-    def cancel(self) -> None:
-        """Stop calling back; returns once the thread has ended."""
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+    __str__ = __repr__
+
+    def get(self) -> str | None:
+        """The current value (or the default given to :meth:`Secrets.ref`)."""
+        return self._secrets.get(self.app, self.key, self._default)
+
+    def require(self) -> str:
+        """The current value; :class:`NotFoundError` when there is none."""
+        return self._secrets.require(self.app, self.key)
+
+    def on_change(self, callback: Callable[[SecretRef, int], None], *,
+                  interval: float = DEFAULT_INTERVAL) -> Subscription:
+        """Call ``callback(self, version)`` after each change of this secret."""
+        def changed(_app: str, _key: str, version: int) -> None:
+            callback(self, version)
+
+        sub = self._secrets.subscribe(self.app, changed, key=self.key, interval=interval)
+        self._subs.append(sub)
+        return sub
+
+    def close(self) -> None:
+        """Stop every ``on_change`` callback of this handle."""
+        for sub in self._subs:
+            sub.cancel()
+        self._subs.clear()

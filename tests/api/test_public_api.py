@@ -11,7 +11,7 @@ from macula_secrets import errors, sops
 
 def test_package_exports() -> None:
     assert sorted(macula_secrets.__all__) == [
-        "Secrets", "Subscription", "SyncReport", "VersionInfo", "__version__",
+        "SecretRef", "Secrets", "Subscription", "SyncReport", "VersionInfo", "__version__",
         "delete", "get", "list", "load_all", "put", "require",
     ]
     for name in macula_secrets.__all__:

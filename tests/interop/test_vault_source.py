@@ -236,3 +236,71 @@ def _open_offline(bao: Bao, home: Path, **vault: object) -> Iterator[Secrets]:
            "MACULA_SECRETS_CONFIG": str(other / "config.toml")}
     with Secrets.open(home=home, source="vault", env=env) as secrets:
         yield secrets
+
+
+def test_refresher_brings_vault_changes_to_subscribers(bao: Bao, tmp_path: Path) -> None:
+    """A change made in Vault behind our back reaches a subscriber without a restart, and
+    a check that finds nothing new reads no value (metadata versions only)."""
+    import queue
+
+    from macula_secrets._vaultwatch import VaultRefresher
+
+    app = _app()
+    bao.write(app, "db_password", "one")
+    bao.write(app, "api_token", "t")
+    with _open(bao, tmp_path / "home", refresh=0.2) as secrets:
+        got: queue.Queue[tuple[str, int, str | None]] = queue.Queue()
+        secrets.subscribe(app, lambda _a, k, v: got.put((k, v, secrets.get(_a, k))))
+        assert secrets._vault is not None
+        backend = secrets._vault.backend
+        reads: list[str] = []
+        real_load_all = backend.load_all
+
+        def load_all(name: str) -> dict[str, str]:
+            reads.append(name)
+            return real_load_all(name)
+
+        backend.load_all = load_all  # type: ignore[method-assign]
+        refresher = VaultRefresher(secrets, jitter=0.5, rng=lambda: 1.0)
+        assert refresher.interval == 0.2 and refresher.next_wait() == pytest.approx(0.3)
+        refresher.check()                     # first look: everything is new
+        assert app in reads
+        assert {got.get(timeout=20)[0] for _ in range(2)} == {"db_password", "api_token"}
+        reads.clear()
+        refresher.check()                     # nothing moved: no value read at all
+        assert reads == []
+
+        refresher.start()
+        try:
+            bao.write(app, "db_password", "two")
+            assert got.get(timeout=20) == ("db_password", 2, "two")
+            bao.live.request("DELETE", f"/v1/secret/data/macula/{app}/api_token")
+            assert got.get(timeout=20) == ("api_token", 1, None)
+        finally:
+            refresher.stop()
+        assert reads.count(app) >= 2 and refresher.online is True
+
+
+def test_refresher_keeps_the_cache_while_vault_is_down(bao: Bao, tmp_path: Path) -> None:
+    from macula_secrets._vaultwatch import VaultRefresher
+
+    app = _app()
+    bao.write(app, "k", "cached")
+    states: list[str] = []
+    with _open(bao, tmp_path / "home", refresh=0.2, max_attempts=1) as secrets:
+        refresher = VaultRefresher(secrets, on_state=states.append)
+        refresher.check()
+        assert secrets.store.lookup("default", app, "k") == "cached"
+        bao.stop()
+        try:
+            assert refresher.check() == [] and refresher.check() == []
+            assert refresher.online is False
+            assert len(states) == 1 and "unreachable" in states[0] and "offline" in states[0]
+            assert secrets.get(app, "k") == "cached"      # served from the cache
+            assert secrets.store.lookup("default", app, "k") == "cached"
+        finally:
+            bao.start()
+        bao.write(app, "k", "after the outage")
+        refresher.check()
+        assert refresher.online is True and "reachable again" in states[-1]
+        assert secrets.store.lookup("default", app, "k") == "after the outage"

@@ -553,7 +553,7 @@ def test_subscribe_to_one_key_and_survive_a_failing_callback(home: Path) -> None
         seen.wait()
         assert seen.calls == [("web", "wanted", 2, "2")]
     # close() stopped the subscription thread.
-    assert not any(t.name == "macula-subscribe-web" for t in threading.enumerate())
+    assert not any(t.name == "macula-changes" for t in threading.enumerate())
 
 
 class _RaceHook(dict[tuple[str, str, str], object]):

@@ -336,15 +336,24 @@ class VaultBackend:
             f"{self.mount}/{action}/{path}", idempotent=False)
 
     def list(self, app: str) -> builtins.list[str]:
+        return [key for key, version in self.current_versions(app).items() if version]
+
+    def current_versions(self, app: str) -> dict[str, int]:
+        """Each key's current version from KV metadata (0: deleted or destroyed).
+
+        One LIST, then the metadata reads pipelined: what a periodic check for
+        changes costs without reading a single value.
+        """
         keys = self._list_keys(app)
         answers = self._read_many(
             [f"{self.mount}/metadata/{self.path_of(app, k)}" for k in keys])
-        live = []
+        found = {}
         for key, resp in zip(keys, answers, strict=True):
             meta = None if resp is None else resp.get("data") or {}
-            if meta is not None and _is_live(meta, int(meta.get("current_version") or 0)):
-                live.append(key)
-        return live
+            if meta is not None:
+                current = int(meta.get("current_version") or 0)
+                found[key] = current if _is_live(meta, current) else 0
+        return found
 
     def load_all(self, app: str) -> dict[str, str]:
         """Every live key's value: one LIST, then the reads pipelined over a few connections."""

@@ -57,6 +57,9 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   token         tokens for the server: create (shown once), list, revoke
   serve         the Vault KV v2 compatible HTTPS server (TLS or a Unix socket)
 
+GitOps (from a commit to the running process):
+  watch         sync the secrets folder whenever its files change
+
 The store lives in $MACULA_SECRETS_HOME (default ~/.local/share/macula-secrets);
 the secrets folder is $MACULA_SECRETS_DIR (or ./secrets when it exists).
 
@@ -287,6 +290,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_agent_commands(cmd, command)
     _add_token_commands(cmd, command)
     _add_serve_command(cmd)
+    _add_gitops_commands(cmd, command)
     return parser
 
 
@@ -757,6 +761,25 @@ def _add_token_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
         _home_option(q)
 
 
+def _add_gitops_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
+                         command: str | None) -> None:
+    """``watch``: the GitOps path."""
+    p = cmd("watch", "sync the secrets folder whenever its files change",
+            "Watch the secrets folder and sync each app file that is changed, added\n"
+            "or removed (as `sync` does), so that subscribers and `Secrets.get` see the\n"
+            "new values within a second of a `git pull`. A file that fails to decrypt\n"
+            "or parse is named on stderr and its last good values stay in service.\n"
+            "Runs until SIGTERM or Ctrl-C.\n\n"
+            "example:\n  macula-secrets watch --dir /srv/gitops/secrets")
+    p.add_argument("--dir", metavar="DIR",
+                   help="the secrets folder (default: $MACULA_SECRETS_DIR, or ./secrets)")
+    p.add_argument("--debounce", type=int, default=50, metavar="MS",
+                   help="wait this long for a burst of writes to settle (default 50)")
+    p.add_argument("--json", action="store_true", help="print one JSON line per sync")
+    _store_options(p)
+    p.set_defaults(run="watch")
+
+
 def _add_serve_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     """``serve``: the Vault KV v2 compatible server (cli/servecmd.py, server/run.py)."""
     p = cmd("serve", "serve the store over the Vault KV v2 HTTP API",
@@ -874,7 +897,7 @@ class _Stub:
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
     "filestatus", "exec-env", "exec-file", "envfile", "node", "init", "agent", "unlock",
-    "token", "serve", *_STORE_COMMANDS,
+    "token", "serve", "watch", *_STORE_COMMANDS,
 ))
 
 
@@ -922,6 +945,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ..agent import use_if_running
 
             use_if_running(os.environ)  # unlock once: keys the agent holds are not asked for
+        if args.run == "watch":
+            from . import watchcmd
+
+            return watchcmd.run(args)
         if args.run.startswith("agent ") or args.run in ("unlock", "key migrate", "key escrow"):
             from . import keycmds
 
