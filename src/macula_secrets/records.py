@@ -10,20 +10,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-__all__ = ["AppSync", "SecretEntry", "SyncReport", "VersionInfo"]
+__all__ = ["AppSync", "SecretEntry", "SyncReport", "SyncedCommit", "VersionInfo"]
 
 VersionState = Literal["live", "deleted", "destroyed"]
 
 
 @dataclass(frozen=True, slots=True)
 class VersionInfo:
-    """One version of one secret, as Vault's KV v2 metadata describes it."""
+    """One version of one secret, as Vault's KV v2 metadata describes it.
+
+    ``commit`` is the full id of the git commit the value was read from when
+    the version was made by ``sync --git`` (:func:`macula_secrets.sync.sync_git`),
+    and ``None`` for every other version (a ``put``, a folder sync, a rollback).
+    """
 
     version: int
     created: datetime
     deleted: datetime | None = None
     destroyed: bool = False
     current: bool = False
+    commit: str | None = None
 
     @property
     def state(self) -> VersionState:
@@ -41,6 +47,7 @@ class VersionInfo:
             "destroyed": self.destroyed,
             "current": self.current,
             "state": self.state,
+            "commit": self.commit,
         }
 
 
@@ -92,9 +99,16 @@ class AppSync:
 
 @dataclass(frozen=True, slots=True)
 class SyncReport:
-    """The outcome of one ``sync``: one entry per app file (and per app whose file left)."""
+    """The outcome of one ``sync``: one entry per app file (and per app whose file left).
+
+    ``commit`` is the full id of the commit a ``sync --git`` read (``None``
+    for a folder or Vault sync). A git sync is all or nothing: when
+    :attr:`errors` is not empty, ``apps`` holds only the failures and the
+    store was not changed.
+    """
 
     apps: tuple[AppSync, ...] = field(default_factory=tuple)
+    commit: str | None = None
 
     @property
     def errors(self) -> list[AppSync]:
@@ -103,3 +117,18 @@ class SyncReport:
     @property
     def changed_anything(self) -> bool:
         return any(a.changed_anything for a in self.apps)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedCommit:
+    """The commit ``sync --git`` applied last to a tenant: what rollback protection checks.
+
+    ``repo`` and ``path`` are where it was read from, for messages only: the
+    check is against the commit, so another clone of the same repository is
+    just as good, and a repository without that commit is refused.
+    """
+
+    commit: str
+    repo: str
+    path: str
+    synced: datetime

@@ -43,3 +43,17 @@ def keyed(age_key_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def test_key() -> AgeKey:
     return TEST_KEY
+
+
+@pytest.fixture
+def store_env(tmp_path: Path, age_key_file: Path) -> dict[str, str]:
+    """A private home and secrets folder; the test identity for the sops files."""
+    (tmp_path / "secrets").mkdir()
+    return {
+        "MACULA_SECRETS_HOME": str(tmp_path / "home"),
+        "MACULA_SECRETS_DIR": str(tmp_path / "secrets"),
+        "MACULA_SECRETS_CONFIG": "",
+        "MACULA_SECRETS_TENANT": "",
+        "MACULA_SECRETS_SOURCE": "",
+        "SOPS_AGE_KEY_FILE": str(age_key_file),
+    }

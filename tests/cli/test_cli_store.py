@@ -14,20 +14,6 @@ from tests.cli._support import CANARY, Result, run_cli, run_proc
 from tests.conftest import TEST_AGE_PUBLIC, TEST_AGE_SECRET
 
 
-@pytest.fixture
-def store_env(tmp_path: Path, age_key_file: Path) -> dict[str, str]:
-    """A private home and secrets folder; the test identity for the sops files."""
-    (tmp_path / "secrets").mkdir()
-    return {
-        "MACULA_SECRETS_HOME": str(tmp_path / "home"),
-        "MACULA_SECRETS_DIR": str(tmp_path / "secrets"),
-        "MACULA_SECRETS_CONFIG": "",
-        "MACULA_SECRETS_TENANT": "",
-        "MACULA_SECRETS_SOURCE": "",
-        "SOPS_AGE_KEY_FILE": str(age_key_file),
-    }
-
-
 def cli(env: dict[str, str], *args: str, input: bytes = b"") -> Result:
     return run_cli(*args, env=env, input=input)
 

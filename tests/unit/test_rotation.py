@@ -106,12 +106,16 @@ def test_a_put_in_another_process_reaches_the_callback_and_get(
 
 def test_key_filter_and_one_feed_thread_for_many_subscriptions(
         env: dict[str, str], secrets: Secrets) -> None:
+    def feeds() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "macula-changes"}
+
+    before = feeds()   # other tests' stores may still be closing theirs
     wanted, everything = Calls(secrets), Calls(secrets)
     subs = [secrets.subscribe("console", wanted, key="api_token"),
             secrets.subscribe("console", everything)]
     subs += [secrets.subscribe(f"app{i}", lambda *_: None) for i in range(20)]
-    feeds = [t for t in threading.enumerate() if t.name == "macula-changes"]
-    assert len(feeds) == 1
+    ours = feeds() - before
+    assert len(ours) == 1
     _cli(env, "put", "console", "other", "1")
     _cli(env, "put", "console", "api_token", "2")
     assert everything.next()[1] == "other"
@@ -121,7 +125,7 @@ def test_key_filter_and_one_feed_thread_for_many_subscriptions(
     for sub in subs:
         sub.cancel()
     deadline = time.monotonic() + WAIT
-    while any(t.name == "macula-changes" for t in threading.enumerate()):
+    while ours & feeds():
         assert time.monotonic() < deadline, "the feed thread outlived its subscriptions"
         time.sleep(0.01)
 

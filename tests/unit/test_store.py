@@ -544,16 +544,19 @@ def test_subscribe_sees_a_put_by_another_instance(home: Path) -> None:
 
 
 def test_subscribe_to_one_key_and_survive_a_failing_callback(home: Path) -> None:
+    before = {t for t in threading.enumerate() if t.name == "macula-changes"}
     with open_store(home) as reader, open_store(home) as writer:
         seen = _Recorder(reader, fail_first=True)
         reader.subscribe("web", seen, key="wanted", interval=0.01)
+        ours = {t for t in threading.enumerate() if t.name == "macula-changes"} - before
+        assert len(ours) == 1
         writer.put("web", "wanted", "1")  # the callback raises on this one
         writer.put("web", "ignored", "x")
         writer.put("web", "wanted", "2")
         seen.wait()
         assert seen.calls == [("web", "wanted", 2, "2")]
     # close() stopped the subscription thread.
-    assert not any(t.name == "macula-changes" for t in threading.enumerate())
+    assert not any(t.is_alive() for t in ours)
 
 
 class _RaceHook(dict[tuple[str, str, str], object]):

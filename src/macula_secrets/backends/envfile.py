@@ -28,7 +28,7 @@ import builtins
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, Protocol
 
 from .._names import InvalidNameError, check_name
@@ -52,7 +52,9 @@ __all__ = [
     "MAX_FILE_SIZE",
     "Decrypter",
     "EnvFileBackend",
+    "app_files",
     "decrypt_file",
+    "decrypt_values",
     "encrypt_file",
     "format_dotenv",
     "parse_dotenv",
@@ -228,6 +230,29 @@ def decrypt_file(data: bytes, decrypter: Decrypter | Sequence[AgeIdentity], *,
         raise renamed from None
 
 
+def app_files(names: Iterable[str]) -> dict[str, str]:
+    """``{app: file name}`` for the env files among ``names`` (the entries of one folder).
+
+    Shared by the folder and by ``sync --git``, which lists a folder of a
+    commit instead of a directory.
+    """
+    return {name[: -len(EXTENSION)]: name for name in sorted(names)
+            if name.endswith(EXTENSION) and len(name) > len(EXTENSION)}
+
+
+def decrypt_values(data: bytes, decrypter: Decrypter | Sequence[AgeIdentity], *,
+                   source: str, interpolate: bool = False) -> dict[str, str]:
+    """Decrypt an env file's bytes and parse them: ``{key: value}`` as the backend reads them.
+
+    Shared by the folder backend and by ``sync --git`` (bytes read from git).
+
+    Raises:
+        the errors of :func:`decrypt_file` and :func:`parse_dotenv`.
+    """
+    plaintext = decrypt_file(data, decrypter, source=source)
+    return parse_dotenv(_text(plaintext, source=source), source=source, interpolate=interpolate)
+
+
 def _text(plaintext: bytes, *, source: str) -> str:
     try:
         return plaintext.decode("utf-8")
@@ -279,9 +304,8 @@ class EnvFileBackend:
             names = os.listdir(self.folder)
         except FileNotFoundError:
             return []
-        return sorted(name[: -len(EXTENSION)] for name in names
-                      if name.endswith(EXTENSION) and len(name) > len(EXTENSION)
-                      and os.path.isfile(os.path.join(self.folder, name)))
+        return [app for app, name in app_files(names).items()
+                if os.path.isfile(os.path.join(self.folder, name))]
 
     def _load(self, app: str) -> dict[str, str] | None:
         path = self.path_for(app)
@@ -297,9 +321,8 @@ class EnvFileBackend:
             except FileNotFoundError:
                 self._files.pop(path, None)
                 return None
-            plaintext = decrypt_file(data, self._decrypter, source=path)
-            values = parse_dotenv(_text(plaintext, source=path), source=path,
-                                  interpolate=self._interpolate)
+            values = decrypt_values(data, self._decrypter, source=path,
+                                    interpolate=self._interpolate)
             self._files[path] = (stamp, values)
             return values
 

@@ -22,7 +22,7 @@ import builtins
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from .._names import check_name
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..sops.keygroups import Unwrapper
     from . import Backend
 
-__all__ = ["EXTENSIONS", "SopsBackend", "flatten"]
+__all__ = ["EXTENSIONS", "SopsBackend", "app_files", "decrypt_app_file", "flatten"]
 
 EXTENSIONS: Final = (".enc.yaml", ".enc.yml", ".enc.json", ".enc.env", ".enc.ini")
 """File name endings of app files, in the order they are looked for."""
@@ -75,6 +75,46 @@ def flatten(data: Mapping[str, object], prefix: str = "", *,
         else:
             out[name] = text_of(value, whole_floats_as_ints=whole_floats_as_ints)
     return out
+
+
+def app_files(names: Iterable[str]) -> dict[str, str]:
+    """``{app: file name}`` for the app files among ``names`` (the entries of one folder).
+
+    An app with files of several endings uses the first in :data:`EXTENSIONS`
+    order, as :meth:`SopsBackend.path_for` does. Shared by the folder and by
+    ``sync --git``, which lists a folder of a commit instead of a directory.
+    """
+    found: dict[str, tuple[int, str]] = {}
+    for name in names:
+        for rank, ext in enumerate(EXTENSIONS):
+            if name.endswith(ext) and len(name) > len(ext):
+                app = name[: -len(ext)]
+                if app not in found or rank < found[app][0]:
+                    found[app] = (rank, name)
+                break
+    return {app: name for app, (_rank, name) in sorted(found.items())}
+
+
+def decrypt_app_file(data: bytes, *, name: str, identities: Unwrapper
+                     ) -> tuple[SopsFile, dict[str, str]]:
+    """Decrypt an app file's bytes: the document, and its values as the store keeps them.
+
+    ``name`` picks the format by its ending and names the file in errors.
+    Values are flattened (:func:`flatten`) and every key must be a valid key
+    name. Shared by the folder and by ``sync --git`` (bytes read from git).
+
+    Raises:
+        FormatError, NoMatchingKeyError, IntegrityError: as :func:`macula_secrets.sops.decrypt`.
+        InvalidNameError: a key is not a valid key name.
+    """
+    from ..sops.document import decrypt_bytes
+    from ..sops.stores import format_for_path
+
+    doc = decrypt_bytes(data, format=format_for_path(name), unwrapper=identities, name=name)
+    values = flatten(doc.to_dict(), whole_floats_as_ints=doc.format == "json")
+    for key in values:
+        check_name("key", key)
+    return doc, values
 
 
 class SopsBackend:
@@ -121,13 +161,7 @@ class SopsBackend:
             names = os.listdir(self.folder)
         except FileNotFoundError:
             return []
-        found = set()
-        for name in names:
-            for ext in EXTENSIONS:
-                if name.endswith(ext) and len(name) > len(ext):
-                    found.add(name[: -len(ext)])
-                    break
-        return sorted(found)
+        return builtins.list(app_files(names))
 
     def _load(self, app: str) -> tuple[str, SopsFile, dict[str, str]] | None:
         path = self.path_for(app)
@@ -139,12 +173,10 @@ class SopsBackend:
             hit = self._files.get(path)
             if hit is not None and hit[0] == stamp:
                 return path, hit[1], hit[2]
-            from .. import sops
-
-            doc = sops.open_file(path, identities=self._identities)
-            values = flatten(doc.to_dict(), whole_floats_as_ints=doc.format == "json")
-            for key in values:
-                check_name("key", key)
+            with open(path, "rb") as file:
+                data = file.read()
+            doc, values = decrypt_app_file(data, name=path, identities=self._identities)
+            doc.path = path
             self._files[path] = (stamp, doc, values)
             return path, doc, values
 

@@ -59,6 +59,9 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
 
 GitOps (from a commit to the running process):
   watch         sync the secrets folder whenever its files change
+  gitops        resolve: an app spec's {secret: app/key} and {env: VAR} values
+  diff          what changed between two encrypted files (or git revisions), key by key
+  merge-driver  git merge driver: edits of different keys of one sops file merge
 
 The store lives in $MACULA_SECRETS_HOME (default ~/.local/share/macula-secrets);
 the secrets folder is $MACULA_SECRETS_DIR (or ./secrets when it exists).
@@ -411,6 +414,14 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
             "way (keys Vault no longer has are soft-deleted). When Vault cannot be\n"
             "reached, nothing changes and the exit status is 1.")
     p.add_argument("--json", action="store_true", help="print what changed per app as JSON")
+    p.add_argument("--git", metavar="REPO",
+                   help="read the app files from this git repository at --rev (no checkout)")
+    p.add_argument("--rev", metavar="REV",
+                   help="the commit, branch or tag to read with --git (default HEAD)")
+    p.add_argument("--path", metavar="DIR", dest="git_path",
+                   help="the secrets folder inside the repository (default: secrets)")
+    p.add_argument("--force", action="store_true",
+                   help="with --git: accept a commit older than the one synced last")
     _store_options(p)
     p.set_defaults(run="sync")
 
@@ -763,7 +774,7 @@ def _add_token_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
 
 def _add_gitops_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
                          command: str | None) -> None:
-    """``watch``: the GitOps path."""
+    """``watch``, ``gitops resolve``, ``diff``, ``merge-driver``: the GitOps path."""
     p = cmd("watch", "sync the secrets folder whenever its files change",
             "Watch the secrets folder and sync each app file that is changed, added\n"
             "or removed (as `sync` does), so that subscribers and `Secrets.get` see the\n"
@@ -778,6 +789,65 @@ def _add_gitops_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser]
     p.add_argument("--json", action="store_true", help="print one JSON line per sync")
     _store_options(p)
     p.set_defaults(run="watch")
+
+    p = cmd("gitops", "resolve an app spec's secret and env references",
+            "GitOps helpers for reconcilers and deploy scripts.\n\n"
+            "examples:\n"
+            "  macula-secrets gitops resolve deploy/console.yaml\n"
+            "  macula-secrets gitops resolve deploy/console.yaml --format dotenv\n"
+            "  macula-secrets gitops resolve deploy/console.yaml --exec -- ./server")
+    if command is None or command == "gitops":
+        op = _operations(p, "gitops")
+        r = op("resolve", "turn a spec's environment into concrete values",
+               "Read SPEC (YAML or JSON) and resolve its environment: a value is a\n"
+               "literal, {secret: \"app/key\"} (from the store) or {env: \"VAR\"} (from\n"
+               "this process's environment). A missing secret or variable is an error\n"
+               "that names the entry; nothing is printed then. Output as JSON (default)\n"
+               "or dotenv, or run a command with the values added to its environment.")
+        r.add_argument("spec", metavar="SPEC", help="the app spec file ('-' for stdin)")
+        r.add_argument("--format", choices=("json", "dotenv"), default="json",
+                       help="output format (default json)")
+        # --exec is a flag and CMD a positional: an option with nargs=REMAINDER
+        # cannot take the '--' that must come before a command with options.
+        r.add_argument("--exec", dest="exec", action="store_true",
+                       help="run CMD (after '--') with the values in its environment")
+        r.add_argument("command", nargs="+", metavar="CMD",
+                       help="the command and its arguments, after --exec --").required = False
+        r.usage = ("%(prog)s [-h] [--format {json,dotenv}] [--tenant NAME] [--home DIR] "
+                   "SPEC [--exec -- CMD [ARG ...]]")
+        _store_options(r)
+
+    p = cmd("diff", "show what changed between two encrypted files, key by key",
+            "Decrypt A and B (files, or REV:path from git) and print the keys that were\n"
+            "added, removed or changed, without printing values that did not change.\n"
+            "Exit status 0 when they hold the same values, 1 when they differ, 2 when\n"
+            "one cannot be read or decrypted (as diff(1)).\n\n"
+            "examples:\n"
+            "  macula-secrets diff secrets/console.enc.yaml /tmp/console.enc.yaml\n"
+            "  macula-secrets diff HEAD~1:secrets/console.enc.yaml "
+            "HEAD:secrets/console.enc.yaml")
+    p.add_argument("a", metavar="A", help="a file, or REV:path in the git repository here")
+    p.add_argument("b", metavar="B", help="a file, or REV:path")
+    p.add_argument("--show-values", action="store_true",
+                   help="also print the old and new values of changed keys")
+    p.set_defaults(run="diff")
+
+    p = cmd("merge-driver", "git merge driver for sops files (edits of different keys merge)",
+            "Merge OURS and THEIRS of one sops-encrypted file against their common\n"
+            "ancestor BASE, key by key: edits of different keys merge cleanly and the\n"
+            "result is re-encrypted (new MAC) into OURS, as git expects. Edits of the\n"
+            "same key to different values are a conflict (exit 1; OURS unchanged);\n"
+            "a side that cannot be decrypted exits 2. See docs/git.md.\n\n"
+            "set up (once per clone):\n"
+            "  git config merge.sops.name 'sops files, key by key'\n"
+            "  git config merge.sops.driver 'macula-secrets merge-driver %O %A %B %P'\n"
+            "  echo '*.enc.yaml merge=sops' >> .gitattributes")
+    p.add_argument("base", metavar="BASE", help="the common ancestor's version (%%O)")
+    p.add_argument("ours", metavar="OURS", help="our version, replaced by the result (%%A)")
+    p.add_argument("theirs", metavar="THEIRS", help="their version (%%B)")
+    p.add_argument("path", metavar="PATH", nargs="?",
+                   help="the file's path in the repository (%%P), for .sops.yaml and format")
+    p.set_defaults(run="merge-driver")
 
 
 def _add_serve_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
@@ -897,7 +967,7 @@ class _Stub:
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
     "filestatus", "exec-env", "exec-file", "envfile", "node", "init", "agent", "unlock",
-    "token", "serve", "watch", *_STORE_COMMANDS,
+    "token", "serve", "watch", "gitops", "diff", "merge-driver", *_STORE_COMMANDS,
 ))
 
 
@@ -937,6 +1007,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import servecmd
 
             return servecmd.run(args)
+        if args.run in ("diff", "merge-driver"):
+            from . import diffcmds  # files and age identities only: no store, no agent
+
+            return diffcmds.run(args)
         if args.run.startswith("token "):
             from . import tokencmds  # tokens need no master key: no agent, no unlock
 
@@ -949,6 +1023,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import watchcmd
 
             return watchcmd.run(args)
+        if args.run.startswith("gitops "):
+            from . import gitopscmds
+
+            return gitopscmds.run(args)
         if args.run.startswith("agent ") or args.run in ("unlock", "key migrate", "key escrow"):
             from . import keycmds
 

@@ -13,14 +13,15 @@ import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from . import exitcodes as X
 from .output import CommandError, note
 
 if TYPE_CHECKING:
     from ..client import Secrets
-    from ..records import VersionInfo
+    from ..keys._discovery import IdentitySources
+    from ..records import SyncReport, VersionInfo
 
 __all__ = ["run"]
 
@@ -117,10 +118,15 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _history_table(records: list[VersionInfo]) -> str:
-    rows = [("VERSION", "CREATED (UTC)", "STATE", "DELETED (UTC)", "")]
+    # The COMMIT column (short ids; --json has them in full) appears once a
+    # version came from `sync --git`, so stores that never do keep their table.
+    commits = any(r.commit for r in records)
+    rows = [("VERSION", "CREATED (UTC)", "STATE", "DELETED (UTC)",
+             *(("COMMIT",) if commits else ()), "")]
     for r in records:
         rows.append((str(r.version), r.created.strftime("%Y-%m-%d %H:%M:%S"), r.state,
                      r.deleted.strftime("%Y-%m-%d %H:%M:%S") if r.deleted else "-",
+                     *(((r.commit or "-")[:12],) if commits else ()),
                      "current" if r.current else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -195,33 +201,96 @@ def _rollback(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from .progress import progress_bar
 
+    if args.git is not None:
+        return _sync_git(args)
+    if args.rev is not None or args.git_path is not None or args.force:
+        sys.stderr.write("macula: error: --rev, --path and --force go with --git REPO\n"
+                         "macula: hint: e.g. sync --git /srv/gitops --rev origin/main\n")
+        return X.USAGE
     with _open(args) as secrets, progress_bar("sync") as update:
         report = secrets.sync(progress=update)
-    if args.json:
-        _print_json([{"app": a.app, "source": a.source, "added": list(a.added),
-                      "changed": list(a.changed), "deleted": list(a.deleted),
-                      "unchanged": a.unchanged, "error": a.error} for a in report.apps])
-    else:
-        for a in report.apps:
-            if a.error is not None:
-                continue
-            if a.changed_anything:
-                sys.stdout.write(f"{a.app}: {len(a.added)} added, {len(a.changed)} changed, "
-                                 f"{len(a.deleted)} deleted, {a.unchanged} unchanged\n")
-            else:
-                sys.stdout.write(f"{a.app}: up to date ({a.unchanged} keys)\n")
-        if not report.apps:
-            note(f"no apps in vault at {secrets.vault.address}" if secrets.vault is not None
-                 else "no app files in the secrets folder")
-        elif not report.changed_anything and not report.errors:
-            note("nothing changed")
-    for failed in report.errors:
-        sys.stderr.write(f"macula: error: {failed.source}: {failed.error}\n")
+    _print_sync(args, report)
+    if not args.json and not report.apps:
+        note(f"no apps in vault at {secrets.vault.address}" if secrets.vault is not None
+             else "no app files in the secrets folder")
+    elif not args.json and not report.changed_anything and not report.errors:
+        note("nothing changed")
+    _print_sync_errors(report)
     if report.errors:
         what = "apps" if secrets.vault is not None else "app files"
         note(f"{len(report.errors)} of {len(report.apps)} {what} failed; the others synced")
         return X.ERROR
     return X.OK
+
+
+def _sync_git(args: argparse.Namespace) -> int:
+    """``sync --git REPO [--rev REV] [--path DIR] [--force]``: see :func:`..sync.sync_git`."""
+    from ..sync import DEFAULT_GIT_PATH, sync_git
+    from .progress import progress_bar
+
+    with _open(args) as secrets:
+        if secrets.vault is not None:
+            raise CommandError(
+                "sync --git fills the store from sops files, but this node's source is vault",
+                hint="sync without --git reads vault; or set source = \"sops\" in the "
+                     "configuration")
+        before = secrets.store.synced_commit(secrets.tenant)
+        with progress_bar("sync") as update:
+            report = sync_git(secrets.store, args.git, args.rev or "HEAD",
+                              path=args.git_path or DEFAULT_GIT_PATH, tenant=secrets.tenant,
+                              force=args.force, identities=_identities(secrets),
+                              progress=update)
+    commit = (report.commit or "")[:12]
+    _print_sync(args, report)
+    _print_sync_errors(report)
+    if report.errors:
+        note(f"nothing was synced: {len(report.errors)} app file(s) at commit {commit} failed")
+        return X.ERROR
+    if args.json:
+        return X.OK
+    if not report.apps:
+        note(f"no app files at commit {commit}")
+    if not report.changed_anything:
+        note(f"nothing changed: the store is at commit {commit}")
+    elif before is not None and before.commit != report.commit:
+        note(f"synced commit {commit} (the one before: {before.commit[:12]})")
+    else:
+        note(f"synced commit {commit}")
+    return X.OK
+
+
+def _identities(secrets: Secrets) -> IdentitySources:
+    """The identities a folder sync uses: as sops finds them, and ``age_key_file``."""
+    from ..backends._folder import default_identities
+
+    env = dict(os.environ)
+    if secrets.config is not None and secrets.config.age_key_file:
+        env["SOPS_AGE_KEY_FILE"] = secrets.config.age_key_file
+    return default_identities(env)
+
+
+def _print_sync(args: argparse.Namespace, report: SyncReport) -> None:
+    """What changed, per app: JSON (``--json``) or one line per app that synced."""
+    if args.json:
+        _print_json([{"app": a.app, "source": a.source, "added": list(a.added),
+                      "changed": list(a.changed), "deleted": list(a.deleted),
+                      "unchanged": a.unchanged, "error": a.error,
+                      **({"commit": report.commit} if report.commit else {})}
+                     for a in report.apps])
+        return
+    for a in report.apps:
+        if a.error is not None:
+            continue
+        if a.changed_anything:
+            sys.stdout.write(f"{a.app}: {len(a.added)} added, {len(a.changed)} changed, "
+                             f"{len(a.deleted)} deleted, {a.unchanged} unchanged\n")
+        else:
+            sys.stdout.write(f"{a.app}: up to date ({a.unchanged} keys)\n")
+
+
+def _print_sync_errors(report: SyncReport) -> None:
+    for failed in report.errors:
+        sys.stderr.write(f"macula: error: {failed.source}: {failed.error}\n")
 
 
 # -- run -----------------------------------------------------------------------------
@@ -272,11 +341,18 @@ def _run(args: argparse.Namespace) -> int:
         if len(args.app) == 1:
             raise CommandError(f"{args.app[0]} has no secret {missing[0]}")
         raise CommandError(f"no app given has a secret {missing[0]}")
+    exec_command(command, env)
+
+
+def exec_command(command: list[str], env: dict[str, str]) -> NoReturn:
+    """Replace this process with ``command`` in ``env`` (``run``, ``gitops resolve --exec``).
+
+    Signals reach the command directly, its exit status is ours, and no
+    parent lingers holding the values.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        # Replace this process: signals reach the command directly, its exit
-        # status is ours, and no parent lingers holding the values.
         os.execvpe(command[0], command, env)  # noqa: S606
     except FileNotFoundError:
         raise CommandError(f"command not found: {command[0]}") from None

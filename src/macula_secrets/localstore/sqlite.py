@@ -15,8 +15,17 @@ Why these settings:
 Tables: ``meta`` (schema and master key id), ``data_keys`` (wrapped),
 ``apps`` (per-app settings), ``secrets`` (one row per key: current and
 oldest kept version, origin), ``versions`` (one row per version: the sealed
-value or nothing once destroyed), ``changes`` (a log other processes read to
-refresh their caches, pruned to its last entries).
+value or nothing once destroyed, and the git commit it was synced from),
+``changes`` (a log other processes read to refresh their caches, pruned to
+its last entries), ``synced_commits`` (per tenant, the commit ``sync --git``
+applied last: the reference for rollback protection).
+
+Schema versions: ``meta.schema`` says which one a file has. Opening an older
+store upgrades it in place, in one write transaction (so a crash leaves the
+old schema or the new one, never half of each): missing tables are created
+from ``_SCHEMA`` and ``_MIGRATIONS[n]`` takes schema n to n+1 without
+touching existing rows. A store with a newer schema than this code knows is
+refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -33,7 +42,8 @@ from ..errors import FormatError, UnavailableError
 
 __all__ = ["SCHEMA_VERSION", "Database"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: the first schema. 2: ``versions.commit_id`` and ``synced_commits`` (sync from git)."""
 BUSY_TIMEOUT_MS: Final = 60_000
 
 _SCHEMA: Final = """
@@ -78,6 +88,7 @@ CREATE TABLE IF NOT EXISTS versions (
     created_at REAL NOT NULL,
     deleted_at REAL,
     destroyed INTEGER NOT NULL DEFAULT 0,
+    commit_id TEXT,
     PRIMARY KEY (tenant, app, key, version)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS changes (
@@ -89,7 +100,21 @@ CREATE TABLE IF NOT EXISTS changes (
     op TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS synced_commits (
+    tenant TEXT PRIMARY KEY,
+    commit_id TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    synced_at REAL NOT NULL
+) WITHOUT ROWID;
 """
+
+# Statements that take schema n to n+1, run after _SCHEMA has created any
+# missing table. Only additive changes (a nullable column), so rows written
+# before the upgrade keep their meaning: NULL commit_id = not from git.
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: ("ALTER TABLE versions ADD COLUMN commit_id TEXT",),
+}
 
 
 class Database:
@@ -154,16 +179,23 @@ class Database:
         if self._schema_version() == SCHEMA_VERSION:
             return  # the usual open: no write lock taken, nothing to wait for
         with self.write():
+            # Read again under the write lock: another process may have
+            # created or upgraded the store since the check above.
+            found = self._schema_version()
+            if found is not None and not 1 <= found <= SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"schema version {found}, this version of macula-secrets reads "
+                    f"versions 1 to {SCHEMA_VERSION}")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
-            row = c.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-            if row is None:
+            if found is None:
                 c.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"schema version {row[0]}, this version of macula-secrets reads "
-                    f"{SCHEMA_VERSION}")
+                return
+            for step in range(found, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    c.execute(statement)
+            c.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
 
     def _schema_version(self) -> int | None:
         try:

@@ -24,7 +24,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Final
 
 from .. import _crypto
@@ -40,7 +40,7 @@ from ..errors import (
     NotFoundError,
 )
 from ..keys.master import MasterKeyProvider
-from ..records import VersionInfo, from_timestamp
+from ..records import SyncedCommit, VersionInfo, from_timestamp
 from . import barrier
 from ._notify import ChangeToken
 from .sqlite import Database
@@ -473,12 +473,12 @@ class LocalStore:
         with self._db.read() as c:
             current = self._current(c, tenant, app, key)
             row = c.execute(
-                "SELECT version, data_key, sealed, created_at, deleted_at, destroyed FROM versions "
-                "WHERE tenant = ? AND app = ? AND key = ? AND version = ?",
+                "SELECT version, data_key, sealed, created_at, deleted_at, destroyed, commit_id "
+                "FROM versions WHERE tenant = ? AND app = ? AND key = ? AND version = ?",
                 (tenant, app, key, version)).fetchone()
             if row is None:
                 raise NotFoundError(f"{_where(tenant, app, key)} has no version {version}")
-            info = _info(row[0], row[3], row[4], row[5], current)
+            info = _info(row[0], row[3], row[4], row[5], current, row[6])
             if info.state != "live":
                 return info, None
             return info, self._open(c, tenant, app, key, row[0], row[1], row[2])
@@ -508,10 +508,10 @@ class LocalStore:
         with self._db.read() as c:
             current = self._current(c, tenant, app, key)
             rows = c.execute(
-                "SELECT version, created_at, deleted_at, destroyed FROM versions "
+                "SELECT version, created_at, deleted_at, destroyed, commit_id FROM versions "
                 "WHERE tenant = ? AND app = ? AND key = ? ORDER BY version",
                 (tenant, app, key)).fetchall()
-        return [_info(r[0], r[1], r[2], r[3], current) for r in rows]
+        return [_info(r[0], r[1], r[2], r[3], current, r[4]) for r in rows]
 
     def list_keys(self, tenant: str, app: str, *, include_deleted: bool = False) -> list[str]:
         """Key names of an app, sorted; by default only keys whose latest version is live."""
@@ -645,7 +645,7 @@ class LocalStore:
         return data
 
     def _put_in(self, c: sqlite3.Connection, tenant: str, app: str, key: str, data: bytes, *,
-                cas: int | None, origin: str) -> int:
+                cas: int | None, origin: str, commit: str | None = None) -> int:
         row = c.execute("SELECT current, oldest FROM secrets WHERE tenant = ? AND app = ? "
                         "AND key = ?", (tenant, app, key)).fetchone()
         current, oldest = (int(row[0]), int(row[1])) if row else (0, 1)
@@ -657,8 +657,9 @@ class LocalStore:
         dk_id, dk = self._active_data_key(c, tenant, app)
         sealed = barrier.seal_value(dk, data, tenant=tenant, app=app, key=key, version=version)
         now = time.time()
-        c.execute("INSERT INTO versions (tenant, app, key, version, data_key, sealed, created_at) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?)", (tenant, app, key, version, dk_id, sealed, now))
+        c.execute("INSERT INTO versions (tenant, app, key, version, data_key, sealed, created_at, "
+                  "commit_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  (tenant, app, key, version, dk_id, sealed, now, commit))
         keep = self._max_versions(c, tenant, app)
         if version - oldest + 1 > keep:
             oldest = version - keep + 1
@@ -718,6 +719,9 @@ class LocalStore:
                         after_audit()
             except BaseException as exc:
                 self._pending_audit = []
+                # A data key made in the rolled-back transaction was never
+                # stored, and its id may go to another app's key next.
+                self._data_keys.clear()
                 if flushed and self.audit is not None:
                     with contextlib.suppress(MaculaError):
                         self.audit.record("abort", {"reason": "the change above failed after "
@@ -887,65 +891,167 @@ class LocalStore:
         self._token.bump()
         return new
 
-    def apply(self, tenant: str, app: str, values: dict[str, str], *, origin: str
-              ) -> tuple[list[str], list[str], list[str], int]:
+    def apply(self, tenant: str, app: str, values: dict[str, str], *, origin: str,
+              commit: str | None = None) -> tuple[list[str], list[str], list[str], int]:
         """Make the store match ``values`` for the keys of ``origin`` in one transaction.
 
         A new version only where a value differs from the latest live one;
         keys of this origin missing from ``values`` are soft-deleted. Returns
-        (added, changed, deleted, unchanged count). Used by ``sync``.
+        (added, changed, deleted, unchanged count). Used by ``sync``; new
+        versions carry ``commit`` (see :attr:`VersionInfo.commit`).
+        """
+        self.check_values(tenant, app, values)
+        with self._write() as c:
+            result = self._apply_in(c, tenant, app, values, origin=origin, commit=commit)
+        self._after_apply(tenant, [(app, result)])
+        return result
+
+    def check_values(self, tenant: str, app: str, values: Mapping[str, str]) -> None:
+        """Raise unless :meth:`apply` would accept these names and values.
+
+        ``apply`` checks them itself; a caller with several apps checks each
+        first, to name the file a bad value came from.
+
+        Raises:
+            InvalidNameError: a tenant, app or key name is not valid.
+            FormatError, LimitError: a value is not text, or too large.
         """
         check_name("tenant", tenant)
         check_name("app", app)
         for key, value in values.items():
             check_name("key", key)
             self._encode(tenant, app, key, value)
+
+    def _apply_in(self, c: sqlite3.Connection, tenant: str, app: str,
+                  values: Mapping[str, str], *, origin: str, commit: str | None
+                  ) -> tuple[list[str], list[str], list[str], int]:
         added: list[str] = []
         changed: list[str] = []
         deleted: list[str] = []
         unchanged = 0
-        with self._write() as c:
-            rows = c.execute(
-                "SELECT s.key, s.origin, v.version, v.data_key, v.sealed, v.deleted_at FROM "
-                "secrets s JOIN versions v ON v.tenant = s.tenant AND v.app = s.app AND "
-                "v.key = s.key AND v.version = s.current WHERE s.tenant = ? AND s.app = ?",
-                (tenant, app)).fetchall()
-            live: dict[str, str | None] = {}
-            origins: dict[str, str] = {}
-            for key, key_origin, version, dk_id, sealed, deleted_at in rows:
-                origins[key] = key_origin
-                if sealed is None or deleted_at is not None:
-                    live[key] = None
-                else:
-                    live[key] = self._open(c, tenant, app, key, version, dk_id, sealed)
-            for key, value in values.items():
-                old = live.get(key)
-                if old == value:
-                    if origins.get(key) != origin:
-                        c.execute("UPDATE secrets SET origin = ? WHERE tenant = ? AND app = ? "
-                                  "AND key = ?", (origin, tenant, app, key))
-                    unchanged += 1
-                    continue
-                new = self._put_in(c, tenant, app, key, value.encode("utf-8"), cas=None,
-                                   origin=origin)
-                self._audit("put", tenant=tenant, app=app, key=key, version=new, origin=origin,
-                            via="sync", value_hmac=self._value_hmac(value))
-                (changed if old is not None else added).append(key)
-            for key, old in live.items():
-                if key not in values and old is not None and origins.get(key) == origin:
-                    current = self._current(c, tenant, app, key)
-                    c.execute("UPDATE versions SET deleted_at = ? WHERE tenant = ? AND app = ? "
-                              "AND key = ? AND version = ?", (time.time(), tenant, app, key,
-                                                              current))
-                    self._log(c, tenant, app, key, current, "delete")
-                    self._audit("delete", tenant=tenant, app=app, key=key, versions=[current],
-                                origin=origin, via="sync")
-                    deleted.append(key)
-        for key in (*added, *changed, *deleted):
-            self._cache.pop((tenant, app, key), None)
-        if added or changed or deleted:
-            self._token.bump()
+        rows = c.execute(
+            "SELECT s.key, s.origin, v.version, v.data_key, v.sealed, v.deleted_at FROM "
+            "secrets s JOIN versions v ON v.tenant = s.tenant AND v.app = s.app AND "
+            "v.key = s.key AND v.version = s.current WHERE s.tenant = ? AND s.app = ?",
+            (tenant, app)).fetchall()
+        live: dict[str, str | None] = {}
+        origins: dict[str, str] = {}
+        for key, key_origin, version, dk_id, sealed, deleted_at in rows:
+            origins[key] = key_origin
+            if sealed is None or deleted_at is not None:
+                live[key] = None
+            else:
+                live[key] = self._open(c, tenant, app, key, version, dk_id, sealed)
+        for key, value in values.items():
+            old = live.get(key)
+            if old == value:
+                if origins.get(key) != origin:
+                    c.execute("UPDATE secrets SET origin = ? WHERE tenant = ? AND app = ? "
+                              "AND key = ?", (origin, tenant, app, key))
+                unchanged += 1
+                continue
+            new = self._put_in(c, tenant, app, key, value.encode("utf-8"), cas=None,
+                               origin=origin, commit=commit)
+            self._audit("put", tenant=tenant, app=app, key=key, version=new, origin=origin,
+                        via="sync", commit=commit, value_hmac=self._value_hmac(value))
+            (changed if old is not None else added).append(key)
+        for key, old in live.items():
+            if key not in values and old is not None and origins.get(key) == origin:
+                current = self._current(c, tenant, app, key)
+                c.execute("UPDATE versions SET deleted_at = ? WHERE tenant = ? AND app = ? "
+                          "AND key = ? AND version = ?", (time.time(), tenant, app, key,
+                                                          current))
+                self._log(c, tenant, app, key, current, "delete")
+                self._audit("delete", tenant=tenant, app=app, key=key, versions=[current],
+                            origin=origin, via="sync", commit=commit)
+                deleted.append(key)
         return added, changed, deleted, unchanged
+
+    def _after_apply(self, tenant: str, results: Iterable[
+            tuple[str, tuple[list[str], list[str], list[str], int]]]) -> None:
+        """After the commit: forget what changed here, then tell other processes."""
+        bump = False
+        for app, (added, changed, deleted, _unchanged) in results:
+            for key in (*added, *changed, *deleted):
+                self._cache.pop((tenant, app, key), None)
+                bump = True
+        if bump:
+            self._token.bump()
+
+    def synced_commit(self, tenant: str) -> SyncedCommit | None:
+        """The commit ``sync --git`` applied last to ``tenant``, or ``None`` if none yet."""
+        check_name("tenant", tenant)
+        with self._db.read() as c:
+            row = c.execute("SELECT commit_id, repo, path, synced_at FROM synced_commits "
+                            "WHERE tenant = ?", (tenant,)).fetchone()
+        if row is None:
+            return None
+        synced = from_timestamp(row[3])
+        assert synced is not None  # noqa: S101 - synced_at is NOT NULL
+        return SyncedCommit(commit=row[0], repo=row[1], path=row[2], synced=synced)
+
+    def apply_commit(self, tenant: str, apps: Mapping[str, tuple[str, Mapping[str, str]]], *,
+                     origins: Collection[str], commit: str, repo: str, path: str,
+                     previous: str | None, force: bool = False,
+                     ) -> dict[tuple[str, str], tuple[list[str], list[str], list[str], int]]:
+        """Make a tenant's file-born keys match one git commit and record it: one transaction.
+
+        ``apps`` maps each app file of the commit to ``(origin, values)``, as
+        :meth:`apply` takes them; new versions carry ``commit``. A key of an
+        origin in ``origins`` whose app has no file of that origin in ``apps``
+        is soft-deleted (its file left the repository). The commit becomes the
+        tenant's :meth:`synced_commit`. Either all of it is stored, durably,
+        or none of it.
+
+        ``previous`` is the synced commit the caller checked ``commit``
+        against (``None``: there was none). Unless ``force``, a different
+        record found inside the transaction (another sync won the race)
+        changes nothing and raises ``ConflictError``, so the rollback check
+        and the write cannot be separated by another writer.
+
+        Returns ``{(app, origin): (added, changed, deleted, unchanged)}`` for
+        every app applied, including apps whose file left.
+
+        Raises:
+            ConflictError: ``previous`` is no longer the recorded commit.
+            LimitError, FormatError, InvalidNameError: a name or value is not
+                acceptable (checked before anything is written).
+        """
+        check_name("tenant", tenant)
+        for app, (_origin, values) in apps.items():
+            self.check_values(tenant, app, values)
+        results: dict[tuple[str, str], tuple[list[str], list[str], list[str], int]] = {}
+        with self._write() as c:
+            row = c.execute("SELECT commit_id FROM synced_commits WHERE tenant = ?",
+                            (tenant,)).fetchone()
+            recorded = None if row is None else str(row[0])
+            if recorded != previous and not force:
+                raise ConflictError(
+                    f"another sync recorded commit {recorded[:12] if recorded else 'none'} "
+                    f"for tenant {tenant} while this one ran; nothing was changed",
+                    hint="run sync again")
+            for app, (origin, values) in sorted(apps.items()):
+                results[(app, origin)] = self._apply_in(c, tenant, app, values,
+                                                        origin=origin, commit=commit)
+            present = {(app, origin) for app, (origin, _values) in apps.items()}
+            marks = ", ".join("?" * len(origins))
+            stored = c.execute(
+                f"SELECT DISTINCT app, origin FROM secrets WHERE tenant = ? AND "  # noqa: S608
+                f"origin IN ({marks}) ORDER BY app, origin",
+                (tenant, *origins)).fetchall() if origins else []
+            for app, origin in stored:
+                if (app, origin) not in present:
+                    results[(app, origin)] = self._apply_in(c, tenant, app, {},
+                                                            origin=origin, commit=commit)
+            c.execute("INSERT INTO synced_commits (tenant, commit_id, repo, path, synced_at) "
+                      "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant) DO UPDATE SET "
+                      "commit_id = excluded.commit_id, repo = excluded.repo, "
+                      "path = excluded.path, synced_at = excluded.synced_at",
+                      (tenant, commit, repo, path, time.time()))
+            self._audit("sync-commit", tenant=tenant, commit=commit, previous=recorded,
+                        repo=repo, path=path, forced=force or None)
+        self._after_apply(tenant, [(app, r) for (app, _origin), r in results.items()])
+        return results
 
     def close(self) -> None:
         """Release the database and the token map; the object is unusable afterwards."""
@@ -965,9 +1071,9 @@ def _check(tenant: str, app: str, key: str) -> None:
     check_name("key", key)
 
 
-def _info(version: int, created: float, deleted: float | None, destroyed: int, current: int
-          ) -> VersionInfo:
+def _info(version: int, created: float, deleted: float | None, destroyed: int, current: int,
+          commit: str | None) -> VersionInfo:
     made = from_timestamp(created)
     assert made is not None  # noqa: S101 - created_at is NOT NULL
     return VersionInfo(version=version, created=made, deleted=from_timestamp(deleted),
-                       destroyed=bool(destroyed), current=version == current)
+                       destroyed=bool(destroyed), current=version == current, commit=commit)
