@@ -48,9 +48,33 @@ def chosen_kind(cfg: Config, env: Mapping[str, str]) -> str:
     from .keys.sealed import sealed_kind
 
     kind = sealed_kind(sealed_path(cfg))
-    if kind is None and os.path.exists(cfg.store_path):
+    if kind is None and _initialised(cfg.store_path):
         return "shares"
     return kind or "file"
+
+
+def _initialised(store_path: str) -> bool:
+    """Whether the store has a master key id: a store with one but no key file
+    here was opened with a key that now lives elsewhere (recovery shares).
+
+    Not merely whether ``store.db`` exists: another process creating a new
+    store makes the file first and its key a moment later, and a process
+    opening the same new home in that moment must create or wait, not ask
+    for shares.
+    """
+    if not os.path.exists(store_path):
+        return False
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=60)
+        try:
+            row = conn.execute("SELECT 1 FROM meta WHERE name = 'key_id'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:   # no meta table yet: a store being made right now
+        return False
+    return row is not None
 
 
 def open_provider(cfg: Config, env: Mapping[str, str], *,

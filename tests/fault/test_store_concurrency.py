@@ -125,3 +125,24 @@ def test_check_and_set_across_processes(tmp_path: Path) -> None:
             assert store.read_version(TENANT, CAS_APP, CAS_KEY, version)[1] == str(version - 1)
     finally:
         store.close()
+
+
+def test_a_home_another_process_is_still_creating_is_not_taken_for_a_shares_store(
+        tmp_path: Path) -> None:
+    """The moment between another process creating store.db and writing its master key.
+
+    A process opening the same new home then must take part in creating it (or
+    wait for it), not decide that the store's key lives in recovery shares:
+    four processes opening one fresh home at once failed that way 3 times in 60.
+    """
+    from macula_secrets.localstore.sqlite import Database
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    Database(str(home / "store.db")).close()   # the file and schema, no key yet
+    assert not (home / "master.key").exists()
+    with Secrets.open(home=home) as secrets:
+        secrets.put("app", "k", "v")
+    assert (home / "master.key").exists()
+    with Secrets.open(home=home) as again:
+        assert again.get("app", "k") == "v"
