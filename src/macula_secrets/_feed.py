@@ -2,13 +2,16 @@
 
 Every writer on the node (this process, another CLI call, a sync, the
 server, the folder watcher) commits a row to the store's change log and
-then bumps the shared change token (:mod:`.localstore._notify`). So one
-thread per open store is enough to hear about every change: it reads the
-token (a memory read, no system call) every ``interval`` seconds, and only
-when the token moved does it read the change log from where it left off
-and call the subscriptions the new rows concern. Nothing polls keys, and an
-idle feed costs a wake-up per interval (50 per second at the default 20 ms:
-about 0.3% of one core of the project's small test machine).
+then bumps the shared change token (:mod:`.localstore._notify`) with a
+``write()``. So one thread per open store is enough to hear about every
+change: it sleeps on inotify until the token file is written
+(:mod:`._inotify`), reads the change log from where it left off, and calls
+the subscriptions the new rows concern. Nothing polls keys, an idle feed
+costs nothing, and a change reaches the callback a few milliseconds after
+its commit. Once a second without events the feed also compares the change
+log's last entry with its own (a writer killed between its commit and its
+bump leaves no event). Where inotify is missing the feed reads the token
+every ``interval`` seconds instead (a memory read).
 
 Before a callback runs, the store's read cache has dropped what changed, so
 ``Secrets.get`` in the callback returns the new value. A callback that
@@ -25,13 +28,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._inotify import FileWatch
+
 if TYPE_CHECKING:
     from .localstore.store import LocalStore
 
 __all__ = ["DEFAULT_INTERVAL", "ChangeFeed", "Subscription"]
 
 DEFAULT_INTERVAL = 0.02
-"""Seconds between looks at the change token: the median delay a callback adds is half."""
+"""Seconds between looks at the change token where inotify is missing."""
+
+_FALLBACK = 1.0
+"""Seconds between checks of the change log itself when no event came."""
 
 _log = logging.getLogger("macula_secrets.subscribe")
 
@@ -81,6 +89,7 @@ class ChangeFeed:
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
         self._thread: threading.Thread | None = None
+        self._watch: FileWatch | None = None
         self._seq = 0
         self._token = b""
 
@@ -94,6 +103,8 @@ class ChangeFeed:
                 self._token = self._store.token()
                 self._seq = self._store.last_change()
                 self._subs.append(sub)
+                if self._watch is None:
+                    self._watch = FileWatch.open(self._store.token_path)
                 self._thread = threading.Thread(target=self._run, name="macula-changes",
                                                 daemon=True)
                 self._thread.start()
@@ -108,6 +119,8 @@ class ChangeFeed:
                 self._subs.remove(sub)
             if not self._subs and self._thread is not None:
                 thread, self._thread = self._thread, None
+                if self._watch is not None:
+                    self._watch.wake()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
 
@@ -124,21 +137,30 @@ class ChangeFeed:
 
     def _run(self) -> None:
         me = threading.current_thread()
+        watch = self._watch
         while True:
-            # time.sleep, not Event.wait: a timed wait on a lock costs more than twice
-            # the CPU per wake-up (0.75% against 0.30% of a core at 50 per second).
-            time.sleep(self._interval())
+            if watch is not None:
+                written = watch.wait(_FALLBACK)
+            else:
+                # time.sleep, not Event.wait: a timed wait on a lock costs more than
+                # twice the CPU per wake-up (0.75% against 0.30% of a core at 50/s).
+                time.sleep(self._interval())
+                written = True
             if self._thread is not me:   # removed: the last subscription was cancelled
+                with self._lock:
+                    if self._thread is None and self._watch is not None:
+                        self._watch.close()   # a new first subscription opens another
+                        self._watch = None
                 return
             try:
-                self._poll()
+                self._poll(check_log=not written)
             except Exception as exc:  # e.g. the store was closed under us: try again later
                 _log.warning("reading the change log failed: %s", exc.__class__.__name__)
 
-    def _poll(self) -> None:
+    def _poll(self, *, check_log: bool = False) -> None:
         store = self._store
         token = store.token()
-        if token == self._token:
+        if token == self._token and (not check_log or store.last_change() <= self._seq):
             return
         self._token = token
         rows = store.changes_since(self._seq)

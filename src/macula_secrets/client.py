@@ -573,9 +573,9 @@ class Secrets:
 
         Changes by any process on the node count (another CLI call, a sync,
         the folder watcher, a server). One background thread per open store
-        checks the store's shared change token every ``interval`` seconds (a
-        memory read) and reads the change log only when it moved
-        (:mod:`macula_secrets._feed`). When the callback runs, :meth:`get`
+        sleeps on inotify until the store's shared change token is written,
+        then reads the change log (:mod:`macula_secrets._feed`); without
+        inotify it reads the token every ``interval`` seconds. When the callback runs, :meth:`get`
         already returns the new value. ``version`` is the version the change
         made or touched (for a delete, the version deleted). Callbacks run on
         that thread, one at a time: hand long work to another thread. Call

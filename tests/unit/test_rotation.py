@@ -140,6 +140,27 @@ def test_a_tenant_view_hears_only_its_tenant(env: dict[str, str], secrets: Secre
     assert calls.none_within(0.3)
 
 
+def test_the_feed_sleeps_on_inotify_and_still_hears_a_commit_without_a_bump(
+        env: dict[str, str], secrets: Secrets) -> None:
+    """A writer killed between its commit and its token bump leaves no event: the feed's
+    once-a-second look at the change log still finds the change."""
+    calls = Calls(secrets)
+    secrets.subscribe("console", calls)
+    feed = secrets._change_feed()
+    assert feed._watch is not None, "inotify is available on Linux: the feed should use it"
+    silent_put = (
+        "import sys\n"
+        "from macula_secrets import Secrets\n"
+        "from macula_secrets.localstore import _notify\n"
+        "_notify.ChangeToken.bump = lambda self: None   # as if killed right after commit\n"
+        "with Secrets.open() as s:\n"
+        "    print(s.put('console', 'quiet', 'committed, never announced'))\n")
+    done = subprocess.run([sys.executable, "-c", silent_put], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert calls.next() == ("console", "quiet", 1, "committed, never announced")
+
+
 # -- live refs ---------------------------------------------------------------------------
 
 def test_ref_reads_the_current_value_and_tells_of_changes(

@@ -407,6 +407,11 @@ class LocalStore:
         """The shared change token (see :mod:`._notify`): changes after every commit."""
         return self._token.read()
 
+    @property
+    def token_path(self) -> str:
+        """The change token's file: every commit writes it (see :mod:`._notify`)."""
+        return self._token.path
+
     def refresh(self) -> None:
         """Bring the cache up to date with the change log now."""
         self._refresh()
