@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._git import TreeEntry
     from .keys._discovery import IdentitySources
 
-__all__ = ["DEFAULT_GIT_PATH", "sync_folder", "sync_git"]
+__all__ = ["DEFAULT_GIT_PATH", "sync_app", "sync_folder", "sync_git"]
 
 DEFAULT_GIT_PATH: Final = "secrets"
 """The secrets folder inside a repository, unless ``path=`` (``--path``) says otherwise."""
@@ -67,17 +67,7 @@ def sync_folder(store: LocalStore, source: SopsBackend, *, tenant: str,
     if progress:
         progress(0, total)
     for done, (app, backend) in enumerate(jobs, 1):
-        path = backend.path_for(app) or app
-        try:
-            values = backend.load_all(app)
-            added, changed, deleted, unchanged = store.apply(tenant, app, values,
-                                                              origin=backend.name)
-        except (MaculaError, OSError) as exc:
-            results.append(AppSync(app=app, source=path, error=_message(exc)))
-        else:
-            results.append(AppSync(app=app, source=path, added=tuple(added),
-                                   changed=tuple(changed), deleted=tuple(deleted),
-                                   unchanged=unchanged))
+        results.append(sync_app(store, backend, app, tenant=tenant))
         if progress:
             progress(done, total)
     results.extend(clashes)
@@ -89,10 +79,28 @@ def sync_folder(store: LocalStore, source: SopsBackend, *, tenant: str,
     gone = sorted({(a, origin) for (a, _k), origin in store.origins(tenant).items()
                    if origin in origins and (a, origin) not in present})
     for app, origin in gone:
-        added, changed, deleted, unchanged = store.apply(tenant, app, {}, origin=origin)
+        deleted = store.apply(tenant, app, {}, origin=origin)[2]
         if deleted:
             results.append(AppSync(app=app, source="(file removed)", deleted=tuple(deleted)))
     return SyncReport(apps=tuple(results))
+
+
+def sync_app(store: LocalStore, backend: SopsBackend | EnvFileBackend, app: str, *,
+             tenant: str) -> AppSync:
+    """One app from its file, in one transaction (what ``sync`` and the watcher do per app).
+
+    A file that fails is reported in the result's ``error``, and the store
+    keeps what it had for the app.
+    """
+    path = backend.path_for(app) or app
+    try:
+        values = backend.load_all(app)
+        added, changed, deleted, unchanged = store.apply(tenant, app, values,
+                                                          origin=backend.name)
+    except (MaculaError, OSError) as exc:
+        return AppSync(app=app, source=path, error=_message(exc))
+    return AppSync(app=app, source=path, added=tuple(added), changed=tuple(changed),
+                   deleted=tuple(deleted), unchanged=unchanged)
 
 
 def sync_git(store: LocalStore, repo: str | os.PathLike[str], rev: str = "HEAD", *,

@@ -149,7 +149,7 @@ class FolderWatcher(Background):
 
     def _sync_app(self, app: str) -> AppSync | None:
         from .records import AppSync
-        from .sync import _message
+        from .sync import sync_app
 
         store, tenant = self.secrets.store, self.secrets.tenant
         backend = self._backend_of(app)
@@ -161,16 +161,10 @@ class FolderWatcher(Background):
             return AppSync(app=app, source="(file removed)", deleted=tuple(deleted))
         path = backend.path_for(app) or app
         before = _stamp(path)
-        try:
-            values = backend.load_all(app)
-            added, changed, deleted, unchanged = store.apply(tenant, app, values,
-                                                              origin=backend.name)
-        except (MaculaError, OSError) as exc:
-            if _stamp(path) != before:
-                return None   # written while read: the event of the rest is coming
-            return AppSync(app=app, source=path, error=_message(exc))
-        return AppSync(app=app, source=path, added=tuple(added), changed=tuple(changed),
-                       deleted=tuple(deleted), unchanged=unchanged)
+        result = sync_app(store, backend, app, tenant=tenant)
+        if result.error is not None and _stamp(path) != before:
+            return None   # written while read: the event of the rest is coming
+        return result
 
     def _backend_of(self, app: str) -> SopsBackend | EnvFileBackend | None:
         """Whose file the app has: its sops file, else its env file (as sync decides)."""
