@@ -304,3 +304,41 @@ def test_refresher_keeps_the_cache_while_vault_is_down(bao: Bao, tmp_path: Path)
         refresher.check()
         assert refresher.online is True and "reachable again" in states[-1]
         assert secrets.store.lookup("default", app, "k") == "after the outage"
+
+
+def test_watch_command_on_a_vault_source(bao: Bao, tmp_path: Path) -> None:
+    """`macula-secrets watch` with source = vault: a change in Vault is one JSON line, and
+    SIGTERM ends it with status 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    app = _app()
+    bao.write(app, "k", "one")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('source = "vault"\n[vault]\nrefresh = 0.3\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MACULA_", "VAULT_"))}
+    env.update(MACULA_SECRETS_HOME=str(home), VAULT_ADDR=bao.live.address,
+               VAULT_TOKEN=bao.live.token)
+    proc = subprocess.Popen([sys.executable, "-m", "macula_secrets", "watch", "--json"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while json.loads(proc.stdout.readline() or "null") != {
+                "app": app, "source": f"secret/macula/{app}/", "added": ["k"], "changed": [],
+                "deleted": [], "unchanged": 0, "error": None}:
+            assert proc.poll() is None and time.monotonic() < deadline, "no first report"
+        bao.write(app, "k", "two")
+        while True:
+            assert time.monotonic() < deadline, "the change was not reported"
+            line = json.loads(proc.stdout.readline())
+            if line["app"] == app and line["changed"] == ["k"]:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "watching vault at" in err and "Traceback" not in err and "two" not in err
