@@ -110,3 +110,15 @@ def run_sops(
     return subprocess.run(
         [sops, *args], env=env, input=input, capture_output=True, cwd=cwd, timeout=60, check=False
     )
+
+
+@pytest.fixture
+def node_env(tmp_path: Path, age_key_file: Path) -> dict[str, str]:
+    """A node's environment for this process's Secrets and for child processes (the
+    CLI as "another process"): a private home, a secrets folder and the test identity."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MACULA_SECRETS_", "SOPS_"))}
+    e.update(MACULA_SECRETS_HOME=str(tmp_path / "home"), SOPS_AGE_KEY_FILE=str(age_key_file),
+             MACULA_SECRETS_DIR=str(tmp_path / "secrets"),
+             MACULA_SECRETS_AGENT_SOCK=str(tmp_path / "no-agent.sock"))
+    (tmp_path / "secrets").mkdir()
+    return e

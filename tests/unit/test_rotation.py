@@ -6,7 +6,6 @@ Every test runs the other side as a real separate process (the CLI, or a
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
@@ -26,14 +25,8 @@ WAIT = 20.0   # generous: a loaded CI machine; the tests never assert speed
 
 
 @pytest.fixture
-def env(tmp_path: Path, age_key_file: Path) -> dict[str, str]:
-    """An environment for child processes: the test home, the folder and the identity."""
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("MACULA_SECRETS_", "SOPS_"))}
-    e.update(MACULA_SECRETS_HOME=str(tmp_path / "home"), SOPS_AGE_KEY_FILE=str(age_key_file),
-             MACULA_SECRETS_DIR=str(tmp_path / "secrets"),
-             MACULA_SECRETS_AGENT_SOCK=str(tmp_path / "no-agent.sock"))
-    (tmp_path / "secrets").mkdir()
-    return e
+def env(node_env: dict[str, str]) -> dict[str, str]:
+    return node_env
 
 
 @pytest.fixture

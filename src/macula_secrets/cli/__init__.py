@@ -430,8 +430,19 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
             "is the key in upper case with other characters as '_' (database.password\n"
             "-> DATABASE_PASSWORD), after --prefix. CMD replaces this process, so its\n"
             "exit status and signals are its own.\n\n"
+            "With --credentials-dir DIR, each secret is instead a file DIR/KEY (the key\n"
+            "as stored, mode 0400) in a new 0700 directory, and CMD gets\n"
+            "CREDENTIALS_DIRECTORY=DIR, as under systemd. This process stays to forward\n"
+            "SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, removes DIR when CMD\n"
+            "ends and exits with CMD's status (128+N if signal N ended it). SIGKILL\n"
+            "leaves DIR behind: put it on a tmpfs such as /run.\n\n"
+            "With --format, the variables are printed (plaintext!) and nothing is run.\n"
+            "See docs/run.md.\n\n"
             "examples:\n  macula-secrets run --app console -- ./server --port 8080\n"
-            "  macula-secrets run --app console --app billing --prefix APP_ -- env")
+            "  macula-secrets run --app console --app billing --prefix APP_ -- env\n"
+            "  macula-secrets run --app console --credentials-dir \"$XDG_RUNTIME_DIR/c\" \\\n"
+            "      -- ./server\n"
+            "  eval \"$(macula-secrets run --app console --format shell --quiet)\"")
     p.add_argument("--app", action="append", required=True, metavar="APP",
                    help="app whose secrets to pass (repeatable)")
     p.add_argument("--prefix", metavar="PREFIX", help="put PREFIX before every variable name")
@@ -441,6 +452,15 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
                    help="do not upper-case the names")
     p.add_argument("--pristine", action="store_true",
                    help="start from an empty environment (only the secrets)")
+    p.add_argument("--credentials-dir", metavar="DIR",
+                   help="pass the secrets as files DIR/KEY (systemd credentials), not as "
+                        "variables; DIR must be new or empty and is removed afterwards")
+    p.add_argument("--also-env", action="store_true",
+                   help="with --credentials-dir: pass the variables too")
+    p.add_argument("--format", choices=("dotenv", "json", "shell"),
+                   help="print the variables in this format instead of running CMD")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="with --format: no plaintext warning on stderr")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD",
                    help="the command and its arguments, after '--'")
     _store_options(p)

@@ -11,19 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from . import exitcodes as X
 from .output import CommandError, note
+
+# ``run`` lives in runcmd.py; these two stay importable from here for gitopscmds.
+from .runcmd import env_name, exec_command
 
 if TYPE_CHECKING:
     from ..client import Secrets
     from ..keys._discovery import IdentitySources
     from ..records import SyncReport, VersionInfo
 
-__all__ = ["run"]
+__all__ = ["env_name", "exec_command", "run"]
 
 
 def _open(args: argparse.Namespace) -> Secrets:
@@ -295,69 +297,11 @@ def _print_sync_errors(report: SyncReport) -> None:
 
 # -- run -----------------------------------------------------------------------------
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def env_name(key: str, *, prefix: str = "", keep_case: bool = False) -> str:
-    """The environment variable for a key: ``database.password`` -> ``DATABASE_PASSWORD``."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", key)
-    if not keep_case:
-        name = name.upper()
-    name = prefix + name
-    if not _ENV_NAME.fullmatch(name):
-        name = "_" + name
-    return name
-
 
 def _run(args: argparse.Namespace) -> int:
-    command = list(args.command)
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        raise CommandError("no command given",
-                           hint="put the command after '--': run --app APP -- CMD ARGS")
-    env: dict[str, str] = {} if args.pristine else dict(os.environ)
-    origin: dict[str, str] = {}
-    found: set[str] = set()
-    with _open(args) as secrets:
-        for app in args.app:
-            values = secrets.load_all(app)
-            if args.only:
-                values = {k: v for k, v in values.items() if k in args.only}
-            found.update(values)
-            for key, value in values.items():
-                name = env_name(key, prefix=args.prefix or "", keep_case=args.keep_case)
-                if name in origin:
-                    raise CommandError(
-                        f"{origin[name]} and {app}/{key} both become ${name}",
-                        hint="use --prefix, or --only to pick one")
-                if "\x00" in value:
-                    raise CommandError(f"{app}/{key} contains a NUL byte and cannot be an "
-                                       "environment variable")
-                origin[name] = f"{app}/{key}"
-                env[name] = value
-    missing = [k for k in args.only or () if k not in found]
-    if missing:
-        if len(args.app) == 1:
-            raise CommandError(f"{args.app[0]} has no secret {missing[0]}")
-        raise CommandError(f"no app given has a secret {missing[0]}")
-    exec_command(command, env)
+    from . import runcmd
 
-
-def exec_command(command: list[str], env: dict[str, str]) -> NoReturn:
-    """Replace this process with ``command`` in ``env`` (``run``, ``gitops resolve --exec``).
-
-    Signals reach the command directly, its exit status is ours, and no
-    parent lingers holding the values.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execvpe(command[0], command, env)  # noqa: S606
-    except FileNotFoundError:
-        raise CommandError(f"command not found: {command[0]}") from None
-    except PermissionError:
-        raise CommandError(f"command not executable: {command[0]}") from None
+    return runcmd.run(args)
 
 
 # -- keys ----------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""``manage.py macula_secrets_check``."""
