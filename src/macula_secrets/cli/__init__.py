@@ -56,6 +56,8 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   audit         the audit log: tail, verify
   token         tokens for the server: create (shown once), list, revoke
   serve         the Vault KV v2 compatible HTTPS server (TLS or a Unix socket)
+  doctor        check key files, the store, audit chains, clock, TPM, Vault: what to fix
+  completion    print a shell completion script: bash, zsh or fish
 
 GitOps (from a commit to the running process):
   watch         sync the secrets folder whenever its files change
@@ -294,6 +296,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_token_commands(cmd, command)
     _add_serve_command(cmd)
     _add_gitops_commands(cmd, command)
+    _add_doctor_command(cmd)
+    _add_completion_command(cmd)
     return parser
 
 
@@ -576,7 +580,10 @@ def _add_agent_operations(p: argparse.ArgumentParser) -> None:
     for name, summary in (("stop", "stop the agent (it forgets everything)"),
                           ("lock", "forget every unlocked key now"),
                           ("status", "show what the agent holds (counts, never keys)")):
-        op(name, summary, summary[0].upper() + summary[1:] + ".")
+        q = op(name, summary, summary[0].upper() + summary[1:] + ".")
+        if name == "status":
+            q.add_argument("--json", action="store_true",
+                           help="print {socket, pid, held, ttl_seconds} as JSON")
 
 
 def _add_agent_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
@@ -961,6 +968,40 @@ def _add_init_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -
     p.set_defaults(run="init")
 
 
+def _add_doctor_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """``doctor``: the node's health checks (cli/doctorcmd.py, doctor.py)."""
+    p = cmd("doctor", "check keys, store, audit chains, clock, TPM, Vault: what to fix",
+            "Check this node and print one line per finding (ok, info, warn, FAIL), with\n"
+            "what to run under each problem: key file permissions (0600, owned by you),\n"
+            "the store's integrity (SQLite's check, and every live version decrypted:\n"
+            "a changed row is named tenant/app/key/version), the audit logs' hash\n"
+            "chains, the clock, the TPM (tpm provider), each Vault address (vault\n"
+            "source) and the secrets folder's files. Never prints a value. Exit 1 when\n"
+            "a check failed. See docs/doctor.md.\n\n"
+            "examples:\n"
+            "  macula-secrets doctor\n"
+            "  macula-secrets doctor --json | jq '.checks[] | select(.status == \"fail\")'")
+    p.add_argument("--json", action="store_true",
+                   help="print {ok, home, checks: [{check, status, message, hint}]}")
+    _store_options(p)
+    p.set_defaults(run="doctor")
+
+
+def _add_completion_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """``completion``: shell completion scripts made from this parser (cli/completion.py)."""
+    p = cmd("completion", "print a shell completion script (bash, zsh, fish)",
+            "Print a completion script for SHELL: commands, their operations and\n"
+            "options, and choices such as --input-type, completed as you type.\n\n"
+            "examples:\n"
+            "  source <(macula-secrets completion bash)         # in ~/.bashrc\n"
+            "  macula-secrets completion zsh > \"${fpath[1]}/_macula-secrets\"\n"
+            "  macula-secrets completion fish > ~/.config/fish/completions/"
+            "macula-secrets.fish")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), metavar="SHELL",
+                   help="bash, zsh or fish")
+    p.set_defaults(run="completion")
+
+
 _STORE_COMMANDS = frozenset((
     "get", "put", "delete", "undelete", "destroy", "list", "history", "rollback", "sync",
     "run", "key", "audit",
@@ -987,7 +1028,8 @@ class _Stub:
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
     "filestatus", "exec-env", "exec-file", "envfile", "node", "init", "agent", "unlock",
-    "token", "serve", "watch", "gitops", "diff", "merge-driver", *_STORE_COMMANDS,
+    "token", "serve", "watch", "gitops", "diff", "merge-driver",
+    "doctor", "completion", *_STORE_COMMANDS,
 ))
 
 
@@ -1027,6 +1069,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import servecmd
 
             return servecmd.run(args)
+        if args.run == "completion":
+            from . import completion  # the parser alone: no store, no agent
+
+            return completion.run(args)
         if args.run in ("diff", "merge-driver"):
             from . import diffcmds  # files and age identities only: no store, no agent
 
@@ -1039,6 +1085,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ..agent import use_if_running
 
             use_if_running(os.environ)  # unlock once: keys the agent holds are not asked for
+        if args.run == "doctor":
+            from . import doctorcmd
+
+            return doctorcmd.run(args)
         if args.run == "watch":
             from . import watchcmd
 

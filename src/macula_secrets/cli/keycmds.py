@@ -128,6 +128,13 @@ def _agent_lock(args: argparse.Namespace) -> int:
 def _agent_status(args: argparse.Namespace) -> int:
     client = _client(args)
     status = client.status()
+    if getattr(args, "json", False):
+        import json
+
+        doc = {"socket": client.path, "pid": status["pid"], "held": status["held"],
+               "ttl_seconds": float(status["ttl"])}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return X.OK
     sys.stdout.write(f"agent on {client.path}: pid {status['pid']}, holds {status['held']} "
                      f"unlocked key{'s' if status['held'] != 1 else ''}, forgets each "
                      f"{_human(float(status['ttl']))} after it was unlocked\n")

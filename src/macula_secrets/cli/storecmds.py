@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from . import exitcodes as X
@@ -41,6 +42,32 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def is_terminal(stream: object) -> bool:
+    """Whether ``stream`` is a terminal (a person reads it; a script gets the plain form)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+def use_colour(stream: object) -> bool:
+    """Colour only for a person at a terminal, and never with ``NO_COLOR`` set (no-color.org)."""
+    return not os.environ.get("NO_COLOR") and is_terminal(stream)
+
+
+def format_table(rows: list[tuple[str, ...]], *, bold_header: bool = False) -> str:
+    """Rows as aligned columns, the first row the header; trailing blanks trimmed.
+
+    Plain text rather than a rich table: no import at start-up, and the same
+    bytes whether or not a terminal reads them (only ``bold_header`` adds
+    an escape code, for a terminal).
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    if bold_header and lines:
+        lines[0] = f"\x1b[1m{lines[0]}\x1b[0m"
+    return "".join(line + "\n" for line in lines)
 
 
 def _versions(text: str | None) -> list[int] | None:
@@ -88,12 +115,39 @@ def _list(args: argparse.Namespace) -> int:
                            | set(secrets.list(args.app)))
         else:
             names = secrets.list(args.app)
+        # A person at a terminal gets a table; a pipe gets one name per line (scripts).
+        table = (_list_table(secrets, args.app, names)
+                 if not args.json and names and is_terminal(sys.stdout) else None)
     if args.json:
         _print_json(names)
+    elif table is not None:
+        sys.stdout.write(table)
     else:
         for name in names:
             sys.stdout.write(name + "\n")
     return X.OK
+
+
+def _list_table(secrets: Secrets, app: str | None, names: list[str]) -> str:
+    """``list`` for a terminal: apps with their key counts, or keys with version,
+    last change and origin (``-`` for a key only the source has so far)."""
+    store, tenant = secrets.store, secrets.tenant
+    colour = use_colour(sys.stdout)
+    if app is None:
+        stored = set(store.list_apps(tenant))
+        return format_table([("APP", "LIVE KEYS"),
+                             *((a, str(len(store.list_keys(tenant, a))) if a in stored else "-")
+                               for a in names)], bold_header=colour)
+    origins = store.origins(tenant, app)
+    rows: list[tuple[str, ...]] = [("KEY", "VERSION", "UPDATED (UTC)", "ORIGIN")]
+    for key in names:
+        version = store.current_version(tenant, app, key)
+        updated = store.updated_at(tenant, app, key)
+        rows.append((key, str(version) if version else "-",
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(updated))
+                     if updated is not None else "-",
+                     origins.get((app, key), "-")))
+    return format_table(rows, bold_header=colour)
 
 
 def _vault_apps(secrets: Secrets, cached: list[str]) -> list[str]:
@@ -115,11 +169,11 @@ def _history(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([r.to_json() for r in records])
         return X.OK
-    sys.stdout.write(_history_table(records))
+    sys.stdout.write(_history_table(records, bold_header=use_colour(sys.stdout)))
     return X.OK
 
 
-def _history_table(records: list[VersionInfo]) -> str:
+def _history_table(records: list[VersionInfo], *, bold_header: bool = False) -> str:
     # The COMMIT column (short ids; --json has them in full) appears once a
     # version came from `sync --git`, so stores that never do keep their table.
     commits = any(r.commit for r in records)
@@ -130,9 +184,7 @@ def _history_table(records: list[VersionInfo]) -> str:
                      r.deleted.strftime("%Y-%m-%d %H:%M:%S") if r.deleted else "-",
                      *(((r.commit or "-")[:12],) if commits else ()),
                      "current" if r.current else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                   + "\n" for row in rows)
+    return format_table(rows, bold_header=bold_header)
 
 
 # -- writing -------------------------------------------------------------------------

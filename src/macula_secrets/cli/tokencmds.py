@@ -104,6 +104,13 @@ def _list(args: argparse.Namespace) -> int:
     if not infos:
         note("no tokens")
         return X.OK
+    from .storecmds import format_table, is_terminal, use_colour
+
+    if is_terminal(sys.stdout):
+        sys.stdout.write(format_table(_table_rows(infos, bound, now),
+                                      bold_header=use_colour(sys.stdout)))
+        return X.OK
+    # Piped: one line per token, its rules indented below (stable for scripts).
     out = []
     for i in infos:
         state = "revoked" if i.revoked else "expired" if i.is_expired(now) else "active"
@@ -113,6 +120,23 @@ def _list(args: argparse.Namespace) -> int:
         out.extend(f"    unix uid {uid}\n" for uid in bound.get(i.accessor, []))
     sys.stdout.write("".join(out))
     return X.OK
+
+
+def _table_rows(infos: list[TokenInfo], bound: dict[str, list[int]], now: float
+                ) -> list[tuple[str, ...]]:
+    """``token list`` for a terminal: one row per rule (and bound uid), the token's
+    columns filled on its first row only."""
+    from ..server.policy import describe_rule
+
+    rows: list[tuple[str, ...]] = [("ACCESSOR", "STATE", "EXPIRES", "NAME", "RULES")]
+    for i in infos:
+        state = "revoked" if i.revoked else "expired" if i.is_expired(now) else "active"
+        rules = [describe_rule(r) for r in i.rules]
+        rules += [f"unix uid {uid}" for uid in bound.get(i.accessor, [])]
+        first = (i.accessor, state, _when(i.expires_at), i.display_name)
+        for n, rule in enumerate(rules or [""]):
+            rows.append((*(first if n == 0 else ("",) * len(first)), rule))
+    return rows
 
 
 def _revoke(args: argparse.Namespace) -> int:
