@@ -56,6 +56,7 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   audit         the audit log: tail, verify
   token         tokens for the server: create (shown once), list, revoke
   serve         the Vault KV v2 compatible HTTPS server (TLS or a Unix socket)
+  tui           terminal UI: browse, reveal, edit, history, rollback, key wizard
   doctor        check key files, the store, audit chains, clock, TPM, Vault: what to fix
   completion    print a shell completion script: bash, zsh or fish
 
@@ -295,6 +296,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_agent_commands(cmd, command)
     _add_token_commands(cmd, command)
     _add_serve_command(cmd)
+    _add_tui_command(cmd)
     _add_gitops_commands(cmd, command)
     _add_doctor_command(cmd)
     _add_completion_command(cmd)
@@ -917,6 +919,25 @@ def _add_serve_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) 
     p.set_defaults(run="serve")
 
 
+def _add_tui_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """``tui``: the terminal UI (cli/tuicmd.py, tui/)."""
+    p = cmd("tui", "terminal UI: browse, reveal, edit, history, rollback, key wizard",
+            "Browse tenants, apps and keys of the store in the terminal; reveal a value\n"
+            "(masked again after --reveal-seconds or when the selection moves), add,\n"
+            "edit, delete, undelete, history and rollback, sync, master key rotation and\n"
+            "a live audit tail. On a home without a store it starts the key-setup\n"
+            "wizard. Needs the tui extra: pip install 'macula-secrets[tui]'. See\n"
+            "docs/tui.md.\n\n"
+            "examples:\n"
+            "  macula-secrets tui\n"
+            "  macula-secrets tui --tenant acme --reveal-seconds 5")
+    p.add_argument("--tenant", help="tenant selected at start (default: the configured one)")
+    p.add_argument("--reveal-seconds", type=float, default=15.0, metavar="SECONDS",
+                   help="a revealed value is masked again after this long (default 15)")
+    _home_option(p)
+    p.set_defaults(run="tui")
+
+
 def _add_init_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     """``init``: the first-run wizard (cli/initcmd.py)."""
     p = cmd("init", "first run: age identity, master key, recovery",
@@ -1028,7 +1049,7 @@ class _Stub:
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
     "filestatus", "exec-env", "exec-file", "envfile", "node", "init", "agent", "unlock",
-    "token", "serve", "watch", "gitops", "diff", "merge-driver",
+    "token", "serve", "tui", "watch", "gitops", "diff", "merge-driver",
     "doctor", "completion", *_STORE_COMMANDS,
 ))
 
@@ -1069,6 +1090,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import servecmd
 
             return servecmd.run(args)
+        if args.run == "tui":
+            from . import tuicmd  # imports textual only now: the CLI's start-up stays fast
+
+            return tuicmd.run(args)
         if args.run == "completion":
             from . import completion  # the parser alone: no store, no agent
 
