@@ -97,7 +97,9 @@ class AuditLog:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise UnavailableError(f"cannot open the audit log {self.path}: "
-                                   f"{exc.strerror}; nothing was changed") from None
+                                   f"{exc.strerror}; nothing was changed",
+                                   hint="check that this user may write the file and its "
+                                        "folder") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             prev = _last_hash(fd)

@@ -248,8 +248,8 @@ def test_permission_denied(bao: Server) -> None:
         assert b.get(app, "k") == "v"
         with pytest.raises(PermissionDeniedError) as write:
             b.put(app, "k", "new")
-        assert str(write.value) == (f"permission denied for secret/data/macula/{app}/k: "
-                                    "check the token's policy")
+        assert str(write.value) == (f"permission denied for secret/data/macula/{app}/k "
+                                    f"in vault at {b.address}")
         with pytest.raises(PermissionDeniedError) as read:
             b.get("other-" + app, "k")
         for err in (write.value, read.value):

@@ -506,8 +506,9 @@ class VaultBackend:
             if isinstance(exc.__cause__, requests.exceptions.RequestException):
                 raise  # a TLS or transport problem, not the credentials
             raise PermissionDeniedError(
-                f"approle login at {path} on {self.address} failed: check role_id and "
-                "secret_id") from exc
+                f"approle login at {path} on {self.address} was refused",
+                hint="check role_id and secret_id (vault.role_id_file, "
+                     "vault.secret_id_file)") from exc
         auth = resp.get("auth") or {}
         self._set_token(_Token(str(auth.get("client_token") or ""),
                                ttl=float(auth.get("lease_duration") or 0),
@@ -713,11 +714,15 @@ def _translate(address: str, what: str, *, client_cert: bool = False) -> Iterato
         raise NotFoundError(f"{what} not found in vault at {address}") from exc
     except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized) as exc:
         raise PermissionDeniedError(
-            f"permission denied for {what}: check the token's policy") from exc
+            f"permission denied for {what} in vault at {address}",
+            hint="check that the token has not expired and that its policy allows this "
+                 "path") from exc
     except hvac.exceptions.VaultDown as exc:
         errors = " ".join(exc.errors or []).lower()
         state = "sealed" if "sealed" in errors else "unavailable (HTTP 503)"
-        raise UnavailableError(f"vault at {address} is {state}") from exc
+        raise UnavailableError(f"vault at {address} is {state}", hint=(
+            "unseal it (vault operator unseal, or bao operator unseal)" if state == "sealed"
+            else None)) from exc
     except hvac.exceptions.RateLimitExceeded as exc:
         raise UnavailableError(f"vault at {address} is rate limiting (HTTP 429)") from exc
     except (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway,
@@ -740,7 +745,8 @@ def _translate(address: str, what: str, *, client_cert: bool = False) -> Iterato
         raise BackendError(f"TLS to vault at {address} failed: {problem} ({reason})",
                            hint=hint) from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-        raise UnavailableError(f"cannot reach vault at {address}: {_reason(exc)}") from exc
+        raise UnavailableError(f"cannot reach vault at {address}: {_reason(exc)}",
+                               hint=_UNREACHABLE_HINT) from exc
     except requests.exceptions.RequestException as exc:
         raise BackendError(f"request to vault at {address} failed: {_reason(exc)}") from exc
     # The stdlib reader's transport errors (backends/_vaulthttp.py).
@@ -750,9 +756,11 @@ def _translate(address: str, what: str, *, client_cert: bool = False) -> Iterato
         raise BackendError(f"TLS to vault at {address} failed: {problem} ({reason})",
                            hint=hint) from exc
     except (OSError, http.client.HTTPException) as exc:
-        raise UnavailableError(f"cannot reach vault at {address}: {_reason(exc)}") from exc
+        raise UnavailableError(f"cannot reach vault at {address}: {_reason(exc)}",
+                               hint=_UNREACHABLE_HINT) from exc
 
 
+_UNREACHABLE_HINT: Final = "check the address, and that vault runs and can be reached from here"
 _CA_HINT: Final = ("set [vault] ca_cert (or VAULT_CACERT; verify= for VaultBackend) to the "
                    "CA that signed the server certificate")
 

@@ -146,7 +146,10 @@ class Database:
             self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
                                         isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise UnavailableError(f"cannot open the store {path}: {exc}") from None
+            raise UnavailableError(
+                f"cannot open the store {path}: {exc}",
+                hint="check that this user may read and write the file and its folder",
+            ) from None
         try:
             self._configure()
         except sqlite3.DatabaseError as exc:
