@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .backends.envfile import EnvFileBackend
     from .backends.sops import SopsBackend
+    from .leases import LeaseCallback, LeaseKeeper
     from .records import AppSync, SecretEntry, SyncReport, VersionInfo
     from .watch import FolderWatcher
 
@@ -75,6 +76,7 @@ class Secrets:
         self._subscriptions: list[Subscription] = []
         self._feed: ChangeFeed | None = None
         self._watchers: builtins.list[FolderWatcher | VaultRefresher] = []
+        self._leases: builtins.list[LeaseKeeper] = []
         # Vault source: how to open the source of another tenant (its namespace), and
         # the sources opened that way (closed with this one).
         self._open_vault_for = _open_vault_for
@@ -603,6 +605,29 @@ class Secrets:
 
         return SecretRef(self, check_name("app", app), check_name("key", key), default)
 
+    def lease(self, path: str, *, on_change: LeaseCallback | None = None) -> LeaseKeeper:
+        """A dynamic credential (``database/creds/ROLE``) kept valid until :meth:`close`.
+
+        Needs a vault source: the lease is read and renewed with its backend
+        (this tenant's namespace); ``close()`` revokes it. Without one, make a
+        :class:`~macula_secrets.leases.LeaseKeeper` from a ``VaultBackend``.
+        See docs/leases.md.
+
+        Raises:
+            ConfigError: the source is not Vault.
+            UnavailableError, BackendError: no first credential could be had.
+        """
+        if self._vault is None:
+            from .errors import ConfigError
+
+            raise ConfigError("leases need a vault source", hint="set source = \"vault\" "
+                              "and [vault], or use LeaseKeeper with a VaultBackend")
+        from .leases import LeaseKeeper
+
+        keeper = LeaseKeeper(self._vault.backend, path, on_change=on_change)
+        self._leases.append(keeper)
+        return keeper
+
     def watch(self, *, on_sync: Callable[[AppSync], None] | None = None
               ) -> FolderWatcher | VaultRefresher:
         """Keep the store in line with the source in the background, until :meth:`close`.
@@ -638,6 +663,9 @@ class Secrets:
         for watcher in self._watchers:
             watcher.stop()
         self._watchers.clear()
+        for keeper in self._leases:   # before the backend closes: revoking needs it
+            keeper.close()
+        self._leases.clear()
         for sub in self._subscriptions:
             sub.cancel()
         self._subscriptions.clear()
