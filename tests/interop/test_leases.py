@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -35,12 +34,12 @@ from macula_secrets import Secrets
 from macula_secrets.backends.vault import RetryPolicy, VaultBackend
 from macula_secrets.errors import UnavailableError
 from macula_secrets.leases import Lease, LeaseKeeper
+from tests._dbengine import ADMIN, ADMIN_PASSWORD, configure, login, lookup, role_exists
 from tests._openbao import Server, start_dev
 from tests._postgres import Postgres, need_binaries, start_postgres
 
 pytestmark = pytest.mark.interop
 
-ADMIN, ADMIN_PASSWORD = "bao_admin", "bao-admin-pw"
 WAIT = 15.0
 
 
@@ -52,48 +51,10 @@ def pg() -> Iterator[Postgres]:
         yield server
 
 
-def configure(bao: Server, pg: Postgres, roles: dict[str, tuple[str, str]]) -> None:
-    """Mount the database engine, point it at ``pg`` and make ``roles`` (ttl, max_ttl)."""
-    bao.request("POST", "/v1/sys/mounts/database", {"type": "database"})
-    bao.request("POST", "/v1/database/config/pg", {
-        "plugin_name": "postgresql-database-plugin",
-        "connection_url": "postgresql://{{username}}:{{password}}@127.0.0.1:"
-                          f"{pg.port}/postgres?sslmode=disable",
-        "username": ADMIN, "password": ADMIN_PASSWORD,
-        "allowed_roles": ",".join(roles)})
-    for name, (ttl, max_ttl) in roles.items():
-        bao.request("POST", f"/v1/database/roles/{name}", {
-            "db_name": "pg",
-            "creation_statements": [
-                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
-                "VALID UNTIL '{{expiration}}';",
-                "GRANT pg_read_all_data TO \"{{name}}\";"],
-            "default_ttl": ttl, "max_ttl": max_ttl})
-
-
 @pytest.fixture(scope="module")
 def bao(bao_dev: Server, pg: Postgres) -> Server:
     configure(bao_dev, pg, {"readonly": ("4s", "12s"), "short": ("3s", "7s")})
     return bao_dev
-
-
-def login(pg: Postgres, creds: dict[str, Any]) -> str:
-    """Log in over TCP with the credential; the server's ``current_user``."""
-    with psycopg.connect(host=pg.host, port=pg.port, dbname="postgres", connect_timeout=5,
-                         user=creds["username"], password=creds["password"]) as conn:
-        row = conn.execute("SELECT current_user").fetchone()
-    assert row is not None
-    return str(row[0])
-
-
-def lookup(bao: Server, lease_id: str) -> int:
-    status, _ = bao.request("PUT", "/v1/sys/leases/lookup", {"lease_id": lease_id},
-                            check=False)
-    return status
-
-
-def role_exists(pg: Postgres, name: str) -> bool:
-    return bool(pg.admin("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)))
 
 
 def open_secrets(bao: Server, home: Path) -> Secrets:

@@ -55,6 +55,7 @@ Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   agent         unlock once per session: start, lock, stop, status;  unlock: from shares
   audit         the audit log: tail, verify
   token         tokens for the server: create (shown once), list, revoke
+  leases        dynamic credentials' leases in Vault / OpenBao: list, revoke
   serve         the Vault KV v2 compatible HTTPS server (TLS or a Unix socket)
   tui           terminal UI: browse, reveal, edit, history, rollback, key wizard
   doctor        check key files, the store, audit chains, clock, TPM, Vault: what to fix
@@ -295,6 +296,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_init_command(cmd)
     _add_agent_commands(cmd, command)
     _add_token_commands(cmd, command)
+    _add_leases_commands(cmd, command)
     _add_serve_command(cmd)
     _add_tui_command(cmd)
     _add_gitops_commands(cmd, command)
@@ -329,6 +331,13 @@ def _operations(p: argparse.ArgumentParser, command: str
         return q
 
     return op
+
+
+def _lease_spec(text: str) -> tuple[str, str]:
+    """``run --lease NAME=PATH``, checked while parsing (a bad one is a usage error)."""
+    from .runcmd import parse_lease
+
+    return parse_lease(text)
 
 
 def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
@@ -442,15 +451,24 @@ def _add_store_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
             "SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, removes DIR when CMD\n"
             "ends and exits with CMD's status (128+N if signal N ended it). SIGKILL\n"
             "leaves DIR behind: put it on a tmpfs such as /run.\n\n"
-            "With --format, the variables are printed (plaintext!) and nothing is run.\n"
-            "See docs/run.md.\n\n"
+            "With --format, the variables are printed (plaintext!) and nothing is run.\n\n"
+            "With --lease NAME=PATH (vault source), a dynamic credential is read from\n"
+            "PATH and each of its fields passed as NAME_FIELD (DB=database/creds/ro ->\n"
+            "DB_USERNAME, DB_PASSWORD); this process stays, as with --credentials-dir,\n"
+            "renews the lease while CMD runs and revokes it when CMD ends. --app is\n"
+            "optional then. See docs/run.md and docs/leases.md.\n\n"
             "examples:\n  macula-secrets run --app console -- ./server --port 8080\n"
             "  macula-secrets run --app console --app billing --prefix APP_ -- env\n"
             "  macula-secrets run --app console --credentials-dir \"$XDG_RUNTIME_DIR/c\" \\\n"
             "      -- ./server\n"
-            "  eval \"$(macula-secrets run --app console --format shell --quiet)\"")
-    p.add_argument("--app", action="append", required=True, metavar="APP",
-                   help="app whose secrets to pass (repeatable)")
+            "  eval \"$(macula-secrets run --app console --format shell --quiet)\"\n"
+            "  macula-secrets run --lease DB=database/creds/readonly -- ./report")
+    p.add_argument("--app", action="append", metavar="APP",
+                   help="app whose secrets to pass (repeatable; required without --lease)")
+    p.add_argument("--lease", action="append", metavar="NAME=PATH", type=_lease_spec,
+                   help="pass a dynamic credential read from PATH (vault source) as NAME_FIELD "
+                        "variables, renewed while CMD runs and revoked when it ends "
+                        "(repeatable)")
     p.add_argument("--prefix", metavar="PREFIX", help="put PREFIX before every variable name")
     p.add_argument("--only", action="append", metavar="KEY",
                    help="pass only this key (repeatable)")
@@ -743,6 +761,43 @@ def _add_node_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
         q.add_argument("--dir", metavar="SECRETS_DIR",
                        help="the secrets folder (default: $MACULA_SECRETS_DIR, or ./secrets)")
 
+
+
+def _add_leases_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
+                         command: str | None) -> None:
+    """``leases list/revoke``: leases of dynamic credentials in Vault (cli/leasecmds.py)."""
+    p = cmd("leases", "dynamic credentials' leases in Vault / OpenBao: list, revoke",
+            "The leases the vault source holds under a prefix (LIST sys/leases/lookup),\n"
+            "and revoking one or all of them: to clean up after a process that was\n"
+            "killed before it could revoke its own (run --lease, Secrets.lease). The\n"
+            "token must be allowed on sys/leases/lookup, sys/leases/revoke and (sudo)\n"
+            "sys/leases/revoke-prefix. Lease ids are shortened unless --full-ids.\n"
+            "See docs/leases.md.\n\n"
+            "examples:\n"
+            "  macula-secrets leases list database/creds/readonly\n"
+            "  macula-secrets leases list database/ --json --full-ids\n"
+            "  macula-secrets leases revoke --prefix database/creds/readonly")
+    if command is not None and command != "leases":
+        return
+    op = _operations(p, "leases")
+    c = op("list", "the leases under a prefix, one id a line",
+           "List the leases under PREFIX (e.g. database/creds/readonly), walking its\n"
+           "sub-prefixes; ids are shortened (database/creds/readonly/Ab12…) unless\n"
+           "--full-ids. Nothing under PREFIX prints nothing.")
+    c.add_argument("prefix", nargs="?", default="", metavar="PREFIX",
+                   help="the path the leases were read from, or part of it (default: all)")
+    c.add_argument("--json", action="store_true", help="print a JSON list of ids")
+    c.add_argument("--full-ids", action="store_true",
+                   help="print whole lease ids (they let a suitable token revoke the lease)")
+    _store_options(c)
+    c = op("revoke", "revoke one lease, or every lease under --prefix",
+           "Revoke the lease LEASE_ID (sys/leases/revoke), or every lease under\n"
+           "--prefix PREFIX (sys/leases/revoke-prefix, which needs sudo). The\n"
+           "credential stops working at once (the database engine drops the role).")
+    c.add_argument("lease_id", nargs="?", metavar="LEASE_ID", help="the whole lease id")
+    c.add_argument("--prefix", metavar="PREFIX",
+                   help="revoke every lease under this path, e.g. database/creds/readonly")
+    _store_options(c)
 
 
 def _add_token_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
@@ -1049,7 +1104,7 @@ class _Stub:
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
     "filestatus", "exec-env", "exec-file", "envfile", "node", "init", "agent", "unlock",
-    "token", "serve", "tui", "watch", "gitops", "diff", "merge-driver",
+    "token", "leases", "serve", "tui", "watch", "gitops", "diff", "merge-driver",
     "doctor", "completion", *_STORE_COMMANDS,
 ))
 
@@ -1118,6 +1173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import watchcmd
 
             return watchcmd.run(args)
+        if args.run.startswith("leases "):
+            from . import leasecmds
+
+            return leasecmds.run(args)
         if args.run.startswith("gitops "):
             from . import gitopscmds
 

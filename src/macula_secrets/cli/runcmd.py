@@ -10,12 +10,18 @@ Three ways out, all thin shells over :meth:`Secrets.load_all`:
 - ``--format dotenv|json|shell``: the variables are printed, for tools that
   want a file; nothing is run.
 
-See docs/run.md. Messages name apps, keys and variables, never values.
+``--lease NAME=PATH`` adds a dynamic credential (:meth:`Secrets.lease`) as
+``NAME_<FIELD>`` variables; this process then stays, as with
+``--credentials-dir``, to keep the lease renewed and revoke it when CMD ends.
+
+See docs/run.md and docs/leases.md. Messages name apps, keys, leases and
+variables, never values.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -26,10 +32,14 @@ from . import exitcodes as X
 from .output import CommandError, note
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from types import TracebackType
 
-__all__ = ["FORWARDED_SIGNALS", "env_name", "exec_command", "run"]
+    from ..client import Secrets
+    from ..leases import Lease
+
+__all__ = ["FORWARDED_SIGNALS", "env_name", "exec_command", "parse_lease", "run",
+           "supervise"]
 
 FORWARDED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                             signal.SIGUSR1, signal.SIGUSR2)
@@ -67,6 +77,19 @@ def env_name(key: str, *, prefix: str = "", keep_case: bool = False) -> str:
     return name
 
 
+def parse_lease(text: str) -> tuple[str, str]:
+    """``--lease NAME=PATH`` -> ``(NAME, PATH)``; NAME is a variable name, PATH not empty."""
+    name, sep, path = text.partition("=")
+    path = path.strip("/")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, not {text!r} "
+                                         "(e.g. DB=database/creds/readonly)")
+    if not _ENV_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"{name!r} cannot start an environment variable "
+                                         "name (letters, digits and '_')")
+    return name, path
+
+
 def run(args: argparse.Namespace) -> int:
     """``run``: check the flag combination, load the secrets, hand them over."""
     command = list(args.command)
@@ -75,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
     problem = _conflict(args, command)
     if problem is not None:
         return _usage(*problem)
-    items = _load(args)
+    items = _load(args) if args.app else []
+    if args.lease:
+        return _run_leased(command, items, args)
     if args.format is not None:
         return _print(items, args)
     if args.credentials_dir is not None:
@@ -96,7 +121,18 @@ def _conflict(args: argparse.Namespace, command: list[str]) -> tuple[str, str] |
         CommandError: no command and no ``--format``: exit 1, as ``run``
             always reported it (scripts may test for that status).
     """
+    if not args.app and not args.lease:
+        return "give --app, --lease or both", "e.g. run --app APP -- CMD ARGS"
+    if args.only and not args.app:
+        return "--only goes with --app", "--only picks among the app's secrets"
+    names = [name for name, _ in args.lease or ()]
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        return f"--lease {twice} is given twice", "give each lease its own NAME"
     if args.format is not None:
+        if args.lease:
+            return ("--format and --lease do not go together",
+                    "a leased credential is revoked when CMD ends: run a command with it")
         if command:
             return ("--format prints the variables and runs no command",
                     "drop the command, or drop --format to run it")
@@ -185,6 +221,76 @@ def credential_files(items: Iterable[_Item]) -> dict[str, str]:
     return files
 
 
+# -- leases ------------------------------------------------------------------------------
+
+
+def _run_leased(command: list[str], items: list[_Item], args: argparse.Namespace) -> int:
+    """Run ``command`` with each ``--lease`` as variables; revoke the leases when it ends.
+
+    The app's secrets go as in the other modes (variables, or files with
+    ``--credentials-dir``). The leases are read once the signals are held,
+    so a SIGTERM that comes while they are issued still ends with them
+    revoked; their renewal thread starts with those signals blocked too.
+    """
+    env: dict[str, str] = {} if args.pristine else dict(os.environ)
+    directory: str | None = args.credentials_dir
+    files = credential_files(items) if directory is not None else {}
+    app_env = _env_values(items, args) if directory is None or args.also_env else {}
+    env.update(app_env)
+
+    def prepare(stack: contextlib.ExitStack, env: dict[str, str]) -> None:
+        from ..client import Secrets
+
+        if directory is not None:
+            credentials = stack.enter_context(CredentialsDir(directory))
+            credentials.write(files)
+            env["CREDENTIALS_DIRECTORY"] = credentials.path
+        # Closed before the directory goes: Secrets.close() revokes every lease.
+        secrets = stack.enter_context(Secrets.open(home=args.home, tenant=args.tenant))
+        env.update(_lease_env(secrets, args.lease, taken=app_env, keep_case=args.keep_case))
+
+    return supervise(command, env, prepare)
+
+
+def _lease_env(secrets: Secrets, leases: Iterable[tuple[str, str]], *,
+               taken: Mapping[str, str], keep_case: bool) -> dict[str, str]:
+    """``{NAME_FIELD: value}`` for each lease's credential, read now and kept renewed.
+
+    A field that is not a string (a number, a list) is passed as JSON.
+    """
+    import json
+
+    env: dict[str, str] = {}
+    origin = {name: "a secret of --app" for name in taken}
+    for name, path in leases:
+        keeper = secrets.lease(path, on_change=_reissued(name, path))
+        for field, value in keeper.get().items():
+            variable = env_name(f"{name}_{field}", keep_case=keep_case)
+            if variable in origin:
+                raise CommandError(f"{origin[variable]} and the field {field} of --lease "
+                                   f"{name} both become ${variable}",
+                                   hint="give the lease another NAME")
+            text = value if isinstance(value, str) else json.dumps(value)
+            if "\x00" in text:
+                raise CommandError(f"the field {field} of --lease {name} contains a NUL "
+                                   "byte and cannot be an environment variable")
+            origin[variable] = f"the field {field} of --lease {name}"
+            env[variable] = text
+    return env
+
+
+def _reissued(name: str, path: str) -> Callable[[Lease], None]:
+    """The warning for a lease re-issued mid-run: CMD's environment cannot follow it."""
+    def warn(lease: Lease) -> None:
+        # From the renewal thread. The new lease is kept renewed and revoked at
+        # the end like the first; the one CMD has runs out at its TTL.
+        note(f"warning: --lease {name} ({path}) has a new credential (renewal was refused "
+             "or the lease reached its max TTL); CMD keeps the previous one, which stops working "
+             "when its lease ends: restart CMD to use the new one")
+
+    return warn
+
+
 # -- export formats ----------------------------------------------------------------------
 
 
@@ -251,23 +357,43 @@ def run_with_credentials(command: list[str], env: dict[str, str], files: Mapping
                          directory: str) -> int:
     """Run ``command`` with ``files`` in ``directory``; remove it when the command ends.
 
-    The forwarded signals and SIGCHLD are blocked from before the directory
-    exists until it is gone, and taken with ``sigtimedwait``: a SIGTERM
-    that comes at any point is forwarded or, before the child starts or
-    after it ended, waits until the directory is removed. The child starts
-    with the signal mask this process had. Returns the child's exit status,
-    or 128 + N when signal N ended it (as a shell reports it).
+    See :func:`supervise` for signals and the exit status.
 
     Raises:
         CommandError: the directory exists and is not empty, is a link, is
             another user's, or the command cannot be started.
     """
+    def prepare(stack: contextlib.ExitStack, env: dict[str, str]) -> None:
+        credentials = stack.enter_context(CredentialsDir(directory))
+        credentials.write(files)
+        env["CREDENTIALS_DIRECTORY"] = credentials.path
+
+    return supervise(command, env, prepare)
+
+
+def supervise(command: list[str], env: dict[str, str],
+              prepare: Callable[[contextlib.ExitStack, dict[str, str]], None]) -> int:
+    """Run ``command`` as our child, with what ``prepare`` set up around it; undo it after.
+
+    ``prepare(stack, env)`` makes what the child needs (a credentials
+    directory, leases), adds to ``env`` and pushes the undoing on ``stack``,
+    which is closed when the child has ended. The forwarded signals and
+    SIGCHLD are blocked from before ``prepare`` runs until the stack is
+    closed, and taken with ``sigtimedwait``: a SIGTERM that comes at any
+    point is forwarded or, before the child starts or after it ended, waits
+    for the clean-up. Threads ``prepare`` starts inherit that mask, so none
+    of them takes a signal meant for the child. The child starts with the
+    signal mask this process had. Returns the child's exit status, or
+    128 + N when signal N ended it (as a shell reports it).
+
+    Raises:
+        CommandError: the command cannot be started.
+    """
     waited = {*FORWARDED_SIGNALS, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     try:
-        with CredentialsDir(directory) as credentials:
-            credentials.write(files)
-            env["CREDENTIALS_DIRECTORY"] = credentials.path
+        with contextlib.ExitStack() as stack:
+            prepare(stack, env)
             pid = _spawn(command, env, old_mask)
             status = _wait_forwarding(pid, waited)
     finally:
