@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .client import SecretRef, Secrets
+    from .leases import LeaseKeeper
 
-__all__ = ["parse_bool", "secret", "secret_ref"]
+__all__ = ["lease", "parse_bool", "secret", "secret_ref"]
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -169,3 +170,20 @@ def secret_ref(app: str, key: str, *, default: str | None = None,
 
         secrets = shared()
     return secrets.ref(app, key, default=default)
+
+
+def lease(path: str, *, secrets: Secrets | None = None) -> LeaseKeeper:
+    """A dynamic credential from Vault (``database/creds/readonly``), kept valid in the
+    background; ``.get()`` returns its current fields (``username``, ``password``).
+
+    The settings-module face of ``Secrets.lease`` (docs/leases.md): the lease is
+    read on this call (an error if Vault cannot give one), renewed until the
+    shared ``Secrets`` closes, and revoked then. Read ``.get()`` when connecting
+    rather than copying the fields at import: a re-issued credential replaces
+    them, and ``.on_change(fn)`` says when.
+    """
+    if secrets is None:
+        from ._default import default as shared
+
+        secrets = shared()
+    return secrets.lease(path)

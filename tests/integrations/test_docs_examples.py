@@ -38,7 +38,7 @@ def test_public_names() -> None:
     from macula_secrets import config
     from macula_secrets.integrations import django, pydantic
 
-    assert config.__all__ == ["parse_bool", "secret", "secret_ref"]
+    assert config.__all__ == ["lease", "parse_bool", "secret", "secret_ref"]
     assert sorted(pydantic.__all__) == [
         "DEFAULT_NESTED_DELIMITER", "Problem", "SecretValidationError", "SecretsConfigDict",
         "SecretsSettingsSource", "SettingsWatch", "watch_settings"]

@@ -197,3 +197,17 @@ def test_lease_needs_a_vault_source(tmp_path: Path) -> None:
     with Secrets.open(home=tmp_path / "home", env={}) as secrets, \
             pytest.raises(ConfigError, match="leases need a vault source"):
         secrets.lease("database/creds/readonly")
+
+
+def test_settings_modules_get_a_lease_through_config(bao: Server, pg: Postgres,
+                                                     tmp_path: Path) -> None:
+    """``config.lease(path)`` on the shared default Secrets: the credential logs in, and
+    closing the shared Secrets revokes it."""
+    from macula_secrets import config
+
+    with open_secrets(bao, tmp_path / "home") as secrets:
+        keeper = config.lease("database/creds/readonly", secrets=secrets)
+        creds = keeper.get()
+        assert login(pg, creds) == creds["username"]
+        assert creds["password"] not in repr(keeper)
+    assert not role_exists(pg, creds["username"])
