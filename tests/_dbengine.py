@@ -2,8 +2,8 @@
 
 ``configure`` mounts the engine (the builtin ``postgresql-database-plugin``)
 on a ``bao server -dev`` and makes roles; ``login``, ``lookup`` and
-``role_exists`` check from outside what a lease did. The superuser the
-engine connects as is made by each module's ``pg`` fixture.
+``role_exists`` check from outside what a lease did. The ``pg`` fixture
+(tests/interop/conftest.py) makes the superuser the engine connects as.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ with the last one.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +40,14 @@ DEFAULT_INTERVAL = 0.02
 _FALLBACK = 1.0
 """Seconds between checks of the change log itself when no event came."""
 
-_log = logging.getLogger("macula_secrets.subscribe")
+
+def _warn(message: str, *args: object) -> None:
+    """Log on ``macula_secrets.subscribe`` (logging is imported only when something
+    goes wrong: every ``Secrets.open`` imports this module, and logging costs ~10 ms)."""
+    import logging
+
+    logging.getLogger("macula_secrets.subscribe").warning(message, *args)
+
 
 Callback = Callable[[str, str, int], None]
 
@@ -71,7 +77,7 @@ class Subscription:
         try:
             self._callback(app, key, version)
         except Exception as exc:   # a failing callback must not end the feed
-            _log.warning("subscription callback for %s/%s raised %s", app, key,
+            _warn("subscription callback for %s/%s raised %s", app, key,
                          exc.__class__.__name__)
 
     def cancel(self) -> None:
@@ -155,7 +161,7 @@ class ChangeFeed:
             try:
                 self._poll(check_log=not written)
             except Exception as exc:  # e.g. the store was closed under us: try again later
-                _log.warning("reading the change log failed: %s", exc.__class__.__name__)
+                _warn("reading the change log failed: %s", exc.__class__.__name__)
 
     def _poll(self, *, check_log: bool = False) -> None:
         store = self._store

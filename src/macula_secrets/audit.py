@@ -33,7 +33,7 @@ from typing import Final
 
 from .errors import UnavailableError
 
-__all__ = ["AuditLog", "Verification", "tail", "verify"]
+__all__ = ["AuditLog", "Verification", "describe_entry", "tail", "verify"]
 
 GENESIS: Final = "0" * 64
 """``prev`` of the first line."""
@@ -222,3 +222,22 @@ def tail(path: str, count: int = 20) -> list[dict[str, object]]:
         if isinstance(entry, dict):
             out.append(entry)
     return out
+
+
+def describe_entry(entry: Mapping[str, object], *, default_tenant: bool = True
+                   ) -> tuple[str, str]:
+    """``("tenant/app/key", "v3")`` of an entry, for people (``audit tail``, the TUI).
+
+    Only named fields are read, so nothing else in an entry (the HMAC of a
+    value) is shown; ``default_tenant=False`` leaves the ``default`` tenant out.
+    """
+    where = "/".join(str(entry[k]) for k in ("tenant", "app", "key")
+                     if entry.get(k) is not None
+                     and (default_tenant or k != "tenant" or entry[k] != "default"))
+    if "version" in entry:
+        version = f"v{entry['version']}"
+    elif isinstance(versions := entry.get("versions"), list):
+        version = "v" + ",".join(str(v) for v in versions)
+    else:
+        version = ""
+    return where, version

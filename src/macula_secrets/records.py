@@ -96,6 +96,18 @@ class AppSync:
     def changed_anything(self) -> bool:
         return bool(self.added or self.changed or self.deleted)
 
+    @property
+    def counts(self) -> str:
+        """``2 added, 1 changed, 0 deleted, 5 unchanged``: what sync, watch and the TUI print."""
+        return (f"{len(self.added)} added, {len(self.changed)} changed, "
+                f"{len(self.deleted)} deleted, {self.unchanged} unchanged")
+
+    def to_json(self) -> dict[str, object]:
+        """The ``--json`` form of ``sync`` and ``watch`` (key names, never values)."""
+        return {"app": self.app, "source": self.source, "added": list(self.added),
+                "changed": list(self.changed), "deleted": list(self.deleted),
+                "unchanged": self.unchanged, "error": self.error}
+
 
 @dataclass(frozen=True, slots=True)
 class SyncReport:

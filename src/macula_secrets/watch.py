@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Background", "FolderWatcher"]
 
-ENV_SUFFIX = ".env.age"
 
 
 class Background:
@@ -123,7 +122,8 @@ class FolderWatcher(Background):
         for batch in changes:
             self.ready.set()   # the first (timeout) yield comes once the watch is in place
             if batch:
-                self.sync_apps(sorted({self._app_of(path) for _kind, path in batch}))
+                apps = {self._app_of(path) for _kind, path in batch}
+                self.sync_apps(sorted(app for app in apps if app is not None))
 
     # -- syncing ---------------------------------------------------------------------
 
@@ -176,30 +176,26 @@ class FolderWatcher(Background):
 
     # -- file names ------------------------------------------------------------------
 
-    def _app_of(self, path: str) -> str:
-        from .backends.sops import EXTENSIONS
+    def _app_of(self, path: str) -> str | None:
+        """The app whose file ``path`` is, by the backends' own naming rules; else ``None``."""
+        from ._names import check_name
+        from .backends import envfile, sops
 
+        if os.path.dirname(path) != self.folder.rstrip(os.sep):
+            return None
         name = os.path.basename(path)
-        for ext in (*EXTENSIONS, ENV_SUFFIX):
-            if name.endswith(ext) and len(name) > len(ext):
-                return name[: -len(ext)]
-        raise AssertionError(f"not an app file: {name}")   # the filter let only those in
+        found = list(sops.app_files([name]))
+        if not found and self._envfiles is not None:
+            found = list(envfile.app_files([name]))
+        if not found:
+            return None
+        try:
+            return check_name("app", found[0])
+        except MaculaError:
+            return None
 
     def _is_app_file(self, _change: object, path: str) -> bool:
-        from ._names import check_name
-        from .backends.sops import EXTENSIONS
-
-        name = os.path.basename(path)
-        if os.path.dirname(path) != self.folder.rstrip(os.sep):
-            return False
-        for ext in (*EXTENSIONS, ENV_SUFFIX):
-            if name.endswith(ext) and len(name) > len(ext):
-                try:
-                    check_name("app", name[: -len(ext)])
-                except MaculaError:
-                    return False
-                return ext != ENV_SUFFIX or self._envfiles is not None
-        return False
+        return self._app_of(path) is not None
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -34,21 +33,13 @@ from macula_secrets import Secrets
 from macula_secrets.backends.vault import RetryPolicy, VaultBackend
 from macula_secrets.errors import UnavailableError
 from macula_secrets.leases import Lease, LeaseKeeper
-from tests._dbengine import ADMIN, ADMIN_PASSWORD, configure, login, lookup, role_exists
+from tests._dbengine import configure, login, lookup, role_exists
 from tests._openbao import Server, start_dev
-from tests._postgres import Postgres, need_binaries, start_postgres
+from tests._postgres import Postgres
 
 pytestmark = pytest.mark.interop
 
 WAIT = 15.0
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[Postgres]:
-    need_binaries()
-    with start_postgres() as server:
-        server.admin(f"CREATE ROLE {ADMIN} WITH LOGIN SUPERUSER PASSWORD '{ADMIN_PASSWORD}'")
-        yield server
 
 
 @pytest.fixture(scope="module")

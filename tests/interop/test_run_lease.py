@@ -22,16 +22,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests._dbengine import ADMIN, ADMIN_PASSWORD, configure, login, lookup, role_exists
+from tests._dbengine import configure, login, lookup, role_exists
 from tests._openbao import Server
-from tests._postgres import Postgres, need_binaries, start_postgres
+from tests._postgres import Postgres
 from tests.cli._support import MACULA_BIN, run_cli
 
 pytestmark = pytest.mark.interop
@@ -61,14 +60,6 @@ for _ in range(3000):  # a minute at most, should the test fail before signallin
     time.sleep(0.02)
 sys.exit(99)
 """
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[Postgres]:
-    need_binaries()
-    with start_postgres() as server:
-        server.admin(f"CREATE ROLE {ADMIN} WITH LOGIN SUPERUSER PASSWORD '{ADMIN_PASSWORD}'")
-        yield server
 
 
 @pytest.fixture(scope="module")

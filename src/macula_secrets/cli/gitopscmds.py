@@ -95,6 +95,6 @@ def _render(values: dict[str, str], fmt: str) -> str:
 
 def _exec(command: list[str], values: dict[str, str]) -> NoReturn:
     """Replace this process with ``command``, the values added to our environment."""
-    from .storecmds import exec_command
+    from .runcmd import exec_command
 
     exec_command(command, {**os.environ, **values})

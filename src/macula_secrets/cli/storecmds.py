@@ -18,15 +18,12 @@ from typing import TYPE_CHECKING
 from . import exitcodes as X
 from .output import CommandError, note
 
-# ``run`` lives in runcmd.py; these two stay importable from here for gitopscmds.
-from .runcmd import env_name, exec_command
-
 if TYPE_CHECKING:
     from ..client import Secrets
     from ..keys._discovery import IdentitySources
     from ..records import SyncReport, VersionInfo
 
-__all__ = ["env_name", "exec_command", "run"]
+__all__ = ["run"]
 
 
 def _open(args: argparse.Namespace) -> Secrets:
@@ -326,18 +323,14 @@ def _identities(secrets: Secrets) -> IdentitySources:
 def _print_sync(args: argparse.Namespace, report: SyncReport) -> None:
     """What changed, per app: JSON (``--json``) or one line per app that synced."""
     if args.json:
-        _print_json([{"app": a.app, "source": a.source, "added": list(a.added),
-                      "changed": list(a.changed), "deleted": list(a.deleted),
-                      "unchanged": a.unchanged, "error": a.error,
-                      **({"commit": report.commit} if report.commit else {})}
+        _print_json([{**a.to_json(), **({"commit": report.commit} if report.commit else {})}
                      for a in report.apps])
         return
     for a in report.apps:
         if a.error is not None:
             continue
         if a.changed_anything:
-            sys.stdout.write(f"{a.app}: {len(a.added)} added, {len(a.changed)} changed, "
-                             f"{len(a.deleted)} deleted, {a.unchanged} unchanged\n")
+            sys.stdout.write(f"{a.app}: {a.counts}\n")
         else:
             sys.stdout.write(f"{a.app}: up to date ({a.unchanged} keys)\n")
 
@@ -388,7 +381,7 @@ def _audit_path(args: argparse.Namespace) -> str:
 
 
 def _audit_tail(args: argparse.Namespace) -> int:
-    from ..audit import tail
+    from ..audit import describe_entry, tail
 
     entries = tail(_audit_path(args), args.lines)
     if args.json:
@@ -396,14 +389,7 @@ def _audit_tail(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
         return X.OK
     for e in entries:
-        where = "/".join(str(e[k]) for k in ("tenant", "app", "key") if e.get(k) is not None
-                         and not (k == "tenant" and e[k] == "default"))
-        if "version" in e:
-            version = f"v{e['version']}"
-        elif isinstance(versions := e.get("versions"), list):
-            version = "v" + ",".join(str(v) for v in versions)
-        else:
-            version = ""
+        where, version = describe_entry(e, default_tenant=False)
         actor = e.get("actor", {})
         who = f"{actor.get('program', '?')}[{actor.get('pid', '?')}]" \
             if isinstance(actor, dict) else "?"

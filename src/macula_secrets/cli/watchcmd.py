@@ -65,14 +65,9 @@ def _reporter(*, json_lines: bool) -> Callable[[AppSync], None]:
                              "(keeping the last good values)\n")
             sys.stderr.flush()
         if json_lines:
-            sys.stdout.write(json.dumps({
-                "app": result.app, "source": result.source, "added": list(result.added),
-                "changed": list(result.changed), "deleted": list(result.deleted),
-                "unchanged": result.unchanged, "error": result.error}) + "\n")
+            sys.stdout.write(json.dumps(result.to_json()) + "\n")
         elif result.changed_anything:
-            sys.stdout.write(f"{result.app}: {len(result.added)} added, "
-                             f"{len(result.changed)} changed, {len(result.deleted)} deleted, "
-                             f"{result.unchanged} unchanged\n")
+            sys.stdout.write(f"{result.app}: {result.counts}\n")
         sys.stdout.flush()
 
     return report

@@ -185,14 +185,9 @@ def audit_line(entry: dict[str, object]) -> str:
     Only named fields are shown, so nothing else in an entry (an HMAC of a
     value) reaches the screen.
     """
-    where = "/".join(str(entry[k]) for k in ("tenant", "app", "key")
-                     if entry.get(k) is not None)
-    if "version" in entry:
-        version = f"v{entry['version']}"
-    elif isinstance(versions := entry.get("versions"), list):
-        version = "v" + ",".join(str(v) for v in versions)
-    else:
-        version = ""
+    from ..audit import describe_entry
+
+    where, version = describe_entry(entry)
     actor = entry.get("actor")
     program = str(actor.get("program", "?")) if isinstance(actor, dict) else "?"
     time = str(entry.get("time", ""))[11:19]
@@ -211,6 +206,5 @@ def sync_lines(report: SyncReport) -> list[str]:
         if a.error is not None:
             out.append(f"{a.app} ({source}): error: {a.error}")
             continue
-        out.append(f"{a.app} ({source}): {len(a.added)} added, {len(a.changed)} changed, "
-                   f"{len(a.deleted)} deleted, {a.unchanged} unchanged")
+        out.append(f"{a.app} ({source}): {a.counts}")
     return out
