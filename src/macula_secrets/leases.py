@@ -404,8 +404,8 @@ class LeaseKeeper:
         backend = self.backend
         # Not idempotent: every read makes a credential, so an ambiguous failure
         # is not sent again (an orphan would live until its TTL).
-        resp = backend._call(lambda c: c.read(self.path), self.path, idempotent=False)
-        if not isinstance(resp, Mapping) or not resp.get("lease_id"):
+        resp = backend.request("GET", self.path, idempotent=False)
+        if not resp.get("lease_id"):
             raise BackendError(
                 f"{self.path} in vault at {backend.address} gave no lease",
                 hint="read a dynamic secret, e.g. database/creds/ROLE (KV secrets have "
@@ -418,10 +418,8 @@ class LeaseKeeper:
                      None, self._clock() + ttl if ttl > 0 else math.inf)
 
     def _put(self, what: str, body: dict[str, Any]) -> Mapping[str, Any]:
-        """``PUT /v1/<what>`` through the backend (token upkeep, retries, errors)."""
-        resp = self.backend._call(
-            lambda c: c.adapter.put(f"/v1/{what}", json=body), what)
-        return resp if isinstance(resp, Mapping) else {}
+        """``PUT /v1/<what>`` (a renewal or revocation: safe to send twice)."""
+        return self.backend.request("PUT", what, body)
 
 
 class _Renewer:

@@ -263,6 +263,22 @@ def test_leases_list_and_revoke(bao: Server, pg: Postgres, env: dict[str, str],
         assert lease_id not in short.text
     none = run_cli("leases", "list", "database/creds/nothing-here", env=env, cwd=tmp_path)
     assert (none.rc, none.out, none.err) == (0, b"", "")
+    # --long looks each lease up: its TTL (3 s roles), expiry after issue, renewable.
+    long = run_cli("leases", "list", "database/creds/listed", "--long", "--json",
+                   env=env, cwd=tmp_path)
+    assert (long.rc, long.err) == (0, "")
+    infos = json.loads(long.out)
+    assert [i["lease_id"] for i in infos] == [f"{x[:x.rindex('/') + 5]}…" for x in ids]
+    for info in infos:
+        assert info["path"] == "database/creds/listed" and info["renewable"] is True
+        assert 0 <= info["ttl"] <= 3
+        assert info["issued_at"] < info["expires_at"] and info["last_renewal"] is None
+    table = run_cli("leases", "list", "database/creds/listed", "-l", env=env, cwd=tmp_path)
+    header, *rows = table.text.splitlines()
+    assert header.split() == ["LEASE", "TTL", "EXPIRES", "RENEWABLE", "LAST", "RENEWAL"]
+    assert [row.split()[0] for row in rows] == [i["lease_id"] for i in infos]
+    for secret in (first["data"]["password"], second["data"]["password"], *ids):
+        assert secret not in long.text + table.text
 
     one = run_cli("leases", "revoke", first["lease_id"], env=env, cwd=tmp_path)
     assert one.rc == 0, one.err

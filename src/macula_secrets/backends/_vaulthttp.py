@@ -1,4 +1,5 @@
-"""Vault reads (GET and LIST) over the standard library's ``http.client``, kept alive per thread.
+"""Vault reads (GET and LIST), and requests safe to send twice, over ``http.client``, kept
+alive per thread.
 
 Why not hvac for reads too: hvac sends through requests, which spends about
 1.3 ms of Python CPU on each request (building it, merging settings,
@@ -7,7 +8,11 @@ bound by that CPU: measured 1.3x faster than the same reads one after the
 other. ``http.client`` needs about 0.3 ms, and the same fan-out is 4-5x
 faster, and pipelined (:meth:`Reader.request_many`) 5x
 (benchmarks/bench_vault.py). Reads are the hot path (``get``, ``load_all``,
-``sync``); writes and logins are rare and stay on hvac.
+``sync``), and so are lease renewals (a ``PUT`` with a small JSON body,
+every few seconds for a process holding many leases: benchmarks/bench_leases.py).
+A request is sent again on a new connection when a kept-alive one turns out
+closed, so only requests that are safe to repeat come here (reads,
+renewals, revocations); KV writes and logins stay on hvac.
 
 Vault's error answers are raised as hvac's exceptions
 (``hvac.utils.raise_for_error``), so the backend translates every error in
@@ -71,18 +76,21 @@ class Reader:
         self.pipelining = True
         """Whether :meth:`request_many` pipelines (off once a server dropped a pipeline)."""
 
-    def request(self, base: str, method: str, path: str, headers: Mapping[str, str]
-                ) -> dict[str, Any]:
+    def request(self, base: str, method: str, path: str, headers: Mapping[str, str],
+                body: bytes | None = None) -> dict[str, Any]:
         """Send ``method path`` to the node at ``base``; its JSON answer (``{}`` when empty).
 
-        ``path`` starts with ``/v1/`` and is sent as given (the caller quotes it).
+        ``path`` starts with ``/v1/`` and is sent as given (the caller quotes it);
+        ``body`` is sent as JSON. The request may reach the server twice (see
+        the module docstring): send only what is safe to repeat.
 
         Raises:
             hvac.exceptions.VaultError: Vault answered 400 or more.
             OSError, http.client.HTTPException: the request did not get an answer.
         """
-        status, location, body = self._exchange(base, method, path, headers)
-        answer = self._settle(base, method, path, headers, status, location, body)
+        status, location, answer_body = self._exchange(base, method, path, headers, body)
+        answer = self._settle(base, method, path, headers, status, location, answer_body,
+                              payload=body)
         if isinstance(answer, BaseException):
             raise answer
         return answer
@@ -202,16 +210,19 @@ class Reader:
 
     # -- connections -----------------------------------------------------------------
 
-    def _exchange(self, base: str, method: str, path: str, headers: Mapping[str, str]
-                  ) -> tuple[int, str | None, bytes]:
+    def _exchange(self, base: str, method: str, path: str, headers: Mapping[str, str],
+                  payload: bytes | None = None) -> tuple[int, str | None, bytes]:
         """One request on this thread's first connection to ``base``.
 
         Returns ``(status, Location, body)``.
         """
+        sent = dict(headers)
+        if payload is not None:
+            sent["Content-Type"] = "application/json"
         while True:
             conn, reused = self._connection(base)
             try:
-                conn.request(method, path, headers=dict(headers))
+                conn.request(method, path, body=payload, headers=sent)
                 resp = conn.getresponse()
                 body = resp.read()
             except _RESET:
@@ -227,7 +238,8 @@ class Reader:
             return resp.status, resp.getheader("Location"), body
 
     def _settle(self, base: str, method: str, path: str, headers: Mapping[str, str],
-                status: int, location: str | None, body: bytes, hops: int = 0) -> Answer:
+                status: int, location: str | None, body: bytes, hops: int = 0, *,
+                payload: bytes | None = None) -> Answer:
         """What an answer means: its JSON, the hvac exception of an error, or the redirect's."""
         if status in _REDIRECTS and location:
             if hops >= _MAX_REDIRECTS:
@@ -236,8 +248,9 @@ class Reader:
             target = urllib.parse.urlsplit(urllib.parse.urljoin(base + path, location))
             base = f"{target.scheme}://{target.netloc}"
             path = target.path + (f"?{target.query}" if target.query else "")
-            status, location, body = self._exchange(base, method, path, headers)
-            return self._settle(base, method, path, headers, status, location, body, hops + 1)
+            status, location, body = self._exchange(base, method, path, headers, payload)
+            return self._settle(base, method, path, headers, status, location, body, hops + 1,
+                                payload=payload)
         decoded = _decode(body)
         if status >= 400:
             # Only a JSON body is Vault's answer (a bare 404 is a web server's).

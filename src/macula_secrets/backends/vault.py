@@ -42,6 +42,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import http.client
+import json
 import math
 import os
 import random as _random
@@ -388,6 +389,33 @@ class VaultBackend:
     def apps(self) -> builtins.list[str]:
         names = self._list(self._apps_prefix)
         return sorted(n[:-1] for n in names if n.endswith("/") and _valid("app", n[:-1]))
+
+    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
+                idempotent: bool = True) -> dict[str, Any]:
+        """One call to any Vault API path (``sys/leases/renew``, ``pki/issue/web``, ...).
+
+        For what the KV methods do not cover (leases, PKI, dynamic secrets),
+        with the same token upkeep, retries, HA moves and error translation.
+        Returns Vault's JSON answer (``{}`` when it has none).
+
+        ``idempotent=False`` marks a call that must not reach Vault twice
+        (reading ``database/creds/ROLE`` makes a new credential each time):
+        it goes through hvac and is retried only when Vault surely did not get
+        it. Every other call goes through the light keep-alive client, about
+        five times less CPU a call (renewals: benchmarks/bench_leases.py).
+        """
+        verb = method.upper()
+        where = path.strip("/")
+        payload = None if body is None else json.dumps(body).encode()
+        target = "/v1/" + urllib.parse.quote(where)
+
+        def send(client: Any) -> Any:
+            if not idempotent:
+                return client.adapter.request(verb, f"/v1/{where}", json=body)
+            return self._reader.request(self.address, verb, target, self._headers(), payload)
+
+        resp = self._call(send, where, idempotent=idempotent)
+        return resp if isinstance(resp, dict) else {}
 
     def close(self) -> None:
         self._reader.close()

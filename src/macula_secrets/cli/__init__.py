@@ -780,13 +780,19 @@ def _add_leases_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser]
     if command is not None and command != "leases":
         return
     op = _operations(p, "leases")
-    c = op("list", "the leases under a prefix, one id a line",
+    c = op("list", "the leases under a prefix, with their TTL and expiry",
            "List the leases under PREFIX (e.g. database/creds/readonly), walking its\n"
            "sub-prefixes; ids are shortened (database/creds/readonly/Ab12…) unless\n"
-           "--full-ids. Nothing under PREFIX prints nothing.")
+           "--full-ids. On a terminal, or with --long, each lease is looked up\n"
+           "(sys/leases/lookup) and shown with its TTL left, expiry, whether it is\n"
+           "renewable and its last renewal; piped, one id a line. Nothing under\n"
+           "PREFIX prints nothing.")
     c.add_argument("prefix", nargs="?", default="", metavar="PREFIX",
                    help="the path the leases were read from, or part of it (default: all)")
-    c.add_argument("--json", action="store_true", help="print a JSON list of ids")
+    c.add_argument("-l", "--long", action="store_true",
+                   help="look each lease up: TTL, expiry, renewable, last renewal")
+    c.add_argument("--json", action="store_true",
+                   help="print JSON: a list of ids, or of objects with --long")
     c.add_argument("--full-ids", action="store_true",
                    help="print whole lease ids (they let a suitable token revoke the lease)")
     _store_options(c)

@@ -1,8 +1,9 @@
 """The ``leases`` commands: the leases OpenBao / Vault holds under a prefix, and revoking them.
 
-A thin shell over the vault source's ``VaultBackend`` (its token upkeep,
-retries and error translation), calling ``sys/leases/lookup`` (LIST),
-``sys/leases/revoke`` and ``sys/leases/revoke-prefix``. The leases a
+A thin shell over :mod:`macula_secrets.leaseview` and the vault source's
+``VaultBackend`` (its token upkeep, retries and error translation).
+On a terminal (or with ``--long``) each lease is looked up for its TTL,
+expiry and last renewal; piped, the list is one id a line. The leases a
 ``run --lease`` or ``Secrets.lease`` holds are revoked by their own
 process; these commands are for an operator cleaning up after one that
 was killed. Lease ids are shown shortened (``database/creds/ro/Ab12…``,
@@ -15,13 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..leases import short_lease_id
 from . import exitcodes as X
 from .output import CommandError
+from .storecmds import format_table, is_terminal, use_colour
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from datetime import datetime
 
     from ..backends.vault import VaultBackend
 
@@ -43,48 +46,48 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(backend: VaultBackend, args: argparse.Namespace) -> int:
-    prefix = args.prefix.strip("/")
-    ids = sorted(_lease_ids(backend, prefix))
-    if not args.full_ids:
-        from ..leases import short_lease_id
+    from ..leaseview import lease_ids, lookup_leases
 
-        ids = [short_lease_id(lease_id) for lease_id in ids]
+    prefix = args.prefix.strip("/")
+    long = args.long or (is_terminal(sys.stdout) and not args.json)
+    if not long:
+        ids = lease_ids(backend, prefix)
+        shown = ids if args.full_ids else [short_lease_id(lease_id) for lease_id in ids]
+        if args.json:
+            sys.stdout.write(json.dumps(shown, indent=2) + "\n")
+        else:
+            sys.stdout.write("".join(f"{lease_id}\n" for lease_id in shown))
+        return X.OK
+    infos = lookup_leases(backend, prefix)
     if args.json:
-        sys.stdout.write(json.dumps(ids, indent=2) + "\n")
-    else:
-        sys.stdout.write("".join(f"{lease_id}\n" for lease_id in ids))
+        sys.stdout.write(json.dumps([i.to_json(full_id=args.full_ids) for i in infos],
+                                    indent=2) + "\n")
+        return X.OK
+    if not infos:
+        return X.OK
+    rows: list[tuple[str, ...]] = [("LEASE", "TTL", "EXPIRES", "RENEWABLE", "LAST RENEWAL")]
+    rows += [(info.lease_id if args.full_ids else info.short_id, _duration(info.ttl),
+              _when(info.expires_at), "yes" if info.renewable else "no",
+              _when(info.last_renewal)) for info in infos]
+    sys.stdout.write(format_table(rows, bold_header=use_colour(sys.stdout)))
     return X.OK
 
 
-def _lease_ids(backend: VaultBackend, prefix: str) -> list[str]:
-    """Every lease id under ``prefix``, walking the sub-prefixes LIST returns."""
-    from ..errors import NotFoundError
-
-    found: list[str] = []
-    pending = [prefix]
-    while pending:
-        at = pending.pop()
-        path = f"sys/leases/lookup/{at}/" if at else "sys/leases/lookup/"
-        try:
-            resp = backend._call(_lister(path), path)
-        except NotFoundError:
-            continue  # nothing under it (Vault answers LIST with no keys by 404)
-        keys = resp.get("data", {}).get("keys", []) if isinstance(resp, dict) else []
-        for key in keys:
-            name = f"{at}/{key}" if at else str(key)
-            if name.endswith("/"):
-                pending.append(name.rstrip("/"))
-            else:
-                found.append(name)
-    return found
+def _duration(seconds: int) -> str:
+    """``45s``, ``12m05s``, ``3h02m``: a TTL left, short enough for a column."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _lister(path: str) -> Callable[[Any], Any]:
-    return lambda client: client.adapter.list(f"/v1/{path}")
+def _when(at: datetime | None) -> str:
+    return "-" if at is None else at.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _revoke(backend: VaultBackend, args: argparse.Namespace) -> int:
-    from ..leases import short_lease_id
+    from ..leaseview import revoke_lease, revoke_prefix
 
     if (args.lease_id is None) == (args.prefix is None):
         sys.stderr.write("macula: error: give a LEASE_ID or --prefix PREFIX\n"
@@ -95,13 +98,10 @@ def _revoke(backend: VaultBackend, args: argparse.Namespace) -> int:
         if not prefix:
             raise CommandError("the prefix is empty",
                                hint="name a mount or role, e.g. database/creds/readonly")
-        what = f"sys/leases/revoke-prefix/{prefix}"
-        backend._call(lambda c: c.adapter.put(f"/v1/{what}"), what)
+        revoke_prefix(backend, prefix)
         sys.stderr.write(f"macula: revoked the leases under {prefix}\n")
         return X.OK
     lease_id = args.lease_id.strip()
-    backend._call(lambda c: c.adapter.put("/v1/sys/leases/revoke",
-                                          json={"lease_id": lease_id}),
-                  "sys/leases/revoke")
+    revoke_lease(backend, lease_id)
     sys.stderr.write(f"macula: revoked {short_lease_id(lease_id)}\n")
     return X.OK
