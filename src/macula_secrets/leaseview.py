@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .backends.vault import VaultBackend
 
 __all__ = ["LeaseInfo", "lease_ids", "lookup_lease", "lookup_leases", "revoke_lease",
-           "revoke_prefix"]
+           "revoke_prefix", "ttl_text"]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -116,6 +116,15 @@ def revoke_lease(backend: VaultBackend, lease_id: str) -> None:
 def revoke_prefix(backend: VaultBackend, prefix: str) -> None:
     """Revoke every lease under ``prefix`` (``sys/leases/revoke-prefix``, a sudo path)."""
     backend.request("PUT", f"sys/leases/revoke-prefix/{prefix.strip('/')}")
+
+
+def ttl_text(seconds: int) -> str:
+    """``45s``, ``12m05s``, ``3h02m``: a TTL left, short enough for a table column."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _time(raw: object) -> datetime | None:

@@ -271,3 +271,15 @@ async def test_rotate_can_be_cancelled(browser: Browser) -> None:
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
     assert browser.secrets.store.master_key_id() == before
+
+
+async def test_leases_without_a_vault_source_says_so(browser: Browser) -> None:
+    app = MaculaApp(browser)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("l")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen | EditScreen | HistoryScreen | JobScreen)
+        assert app.screen is app.screen_stack[0]
+        assert [n.message for n in app._notifications] == [
+            'leases need a vault source (source = "vault" in the config file)']

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(backend: VaultBackend, args: argparse.Namespace) -> int:
-    from ..leaseview import lease_ids, lookup_leases
+    from ..leaseview import lease_ids, lookup_leases, ttl_text
 
     prefix = args.prefix.strip("/")
     long = args.long or (is_terminal(sys.stdout) and not args.json)
@@ -66,20 +66,11 @@ def _list(backend: VaultBackend, args: argparse.Namespace) -> int:
     if not infos:
         return X.OK
     rows: list[tuple[str, ...]] = [("LEASE", "TTL", "EXPIRES", "RENEWABLE", "LAST RENEWAL")]
-    rows += [(info.lease_id if args.full_ids else info.short_id, _duration(info.ttl),
+    rows += [(info.lease_id if args.full_ids else info.short_id, ttl_text(info.ttl),
               _when(info.expires_at), "yes" if info.renewable else "no",
               _when(info.last_renewal)) for info in infos]
     sys.stdout.write(format_table(rows, bold_header=use_colour(sys.stdout)))
     return X.OK
-
-
-def _duration(seconds: int) -> str:
-    """``45s``, ``12m05s``, ``3h02m``: a TTL left, short enough for a column."""
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _when(at: datetime | None) -> str:

@@ -75,10 +75,11 @@ class MaculaApp(SafeApp[None]):
         Binding("a", "add", "Add"),
         Binding("e", "edit", "Edit"),
         Binding("d", "delete", "Delete"),
-        Binding("u", "undelete", "Undel"),
+        Binding("u", "undelete", "Undel", show=False),  # named by the delete notice
         Binding("h", "history", "History"),
         Binding("s", "sync", "Sync"),
         Binding("R", "rotate", "Rotate"),
+        Binding("l", "leases", "Leases"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -449,6 +450,18 @@ class MaculaApp(SafeApp[None]):
             "Rotate the master key of this store (all tenants)? Readers keep working. "
             "Old backups and shares of the key stop opening it.",
             [("rotate", "Rotate"), ("reencrypt", "Rotate + re-encrypt")]), confirmed)
+
+    def action_leases(self) -> None:
+        """The leases of dynamic credentials in the vault source; revoke one."""
+        from .leasescreen import LeasesScreen
+
+        self._mask()
+        if self.browser.secrets.vault is None:
+            self.notify("leases need a vault source (source = \"vault\" in the config file)",
+                        severity="warning")
+            return
+        self.push_screen(LeasesScreen("leases in vault", self.browser.leases,
+                                      self.browser.revoke_lease))
 
     def _after_job(self, _ok: bool | None) -> None:
         self._last_change = self.browser.secrets.store.last_change()

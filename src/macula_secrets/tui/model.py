@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from .._feed import Subscription
+    from ..backends.vault import VaultBackend
     from ..client import Secrets
+    from ..leaseview import LeaseInfo
     from ..records import SyncReport, VersionInfo
 
 __all__ = ["Browser", "KeyInfo", "KeyRow", "audit_line", "sync_lines"]
@@ -169,6 +171,32 @@ class Browser:
         if path is None or not os.path.exists(path):
             return []
         return [audit_line(e) for e in tail(path, count)]
+
+    # -- leases ----------------------------------------------------------------------
+
+    def leases(self, prefix: str = "") -> list[LeaseInfo]:
+        """The leases Vault holds under ``prefix``, with TTLs (``leases list --long``).
+
+        Raises:
+            ConfigError: the node has no vault source.
+        """
+        from ..leaseview import lookup_leases
+
+        return lookup_leases(self._vault(), prefix)
+
+    def revoke_lease(self, lease_id: str) -> None:
+        """Revoke one lease now (its credential stops working)."""
+        from ..leaseview import revoke_lease
+
+        revoke_lease(self._vault(), lease_id)
+
+    def _vault(self) -> VaultBackend:
+        if self.secrets.vault is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("leases need a vault source",
+                              hint='set source = "vault" and [vault] in the config file')
+        return self.secrets.vault.backend
 
     def close(self) -> None:
         """Close every tenant view, then the root ``Secrets``."""

@@ -29,7 +29,7 @@ __all__ = ["ConfirmScreen", "EditResult", "EditScreen", "HistoryScreen", "JobScr
 Job = Callable[[Callable[[int, int], None]], list[str]]
 """A long job: called with ``progress(done, total)`` in a worker thread, returns report lines."""
 
-_DIALOG_CSS = """
+DIALOG_CSS = """
     {name} {{ align: center middle; }}
     {name} > Vertical {{ width: 74; max-width: 100%; height: auto; max-height: 100%;
         border: thick $primary; background: $surface; padding: 0 1; }}
@@ -42,7 +42,7 @@ _DIALOG_CSS = """
 class ConfirmScreen(ModalScreen[str | None]):
     """A question with buttons; returns the chosen button's id, ``None`` on escape."""
 
-    DEFAULT_CSS = _DIALOG_CSS.format(name="ConfirmScreen")
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, question: str, choices: list[tuple[str, str]]) -> None:
@@ -81,7 +81,7 @@ class EditScreen(ModalScreen[EditResult | None]):
     certificates) are edited as they are; Ctrl+S saves, Escape cancels.
     """
 
-    DEFAULT_CSS = _DIALOG_CSS.format(name="EditScreen") + """
+    DEFAULT_CSS = DIALOG_CSS.format(name="EditScreen") + """
     EditScreen TextArea { height: 8; }
     EditScreen Input { height: 3; }
     """
@@ -130,7 +130,7 @@ class EditScreen(ModalScreen[EditResult | None]):
 class HistoryScreen(ModalScreen[int | None]):
     """The versions of one key; ``r`` returns the selected version to roll back to."""
 
-    DEFAULT_CSS = _DIALOG_CSS.format(name="HistoryScreen") + """
+    DEFAULT_CSS = DIALOG_CSS.format(name="HistoryScreen") + """
     HistoryScreen DataTable { height: auto; max-height: 14; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -177,7 +177,7 @@ class JobScreen(ModalScreen[bool]):
     whether the job succeeded.
     """
 
-    DEFAULT_CSS = _DIALOG_CSS.format(name="JobScreen") + """
+    DEFAULT_CSS = DIALOG_CSS.format(name="JobScreen") + """
     JobScreen #report { height: auto; max-height: 14; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,enter", "close", "Close")]
