@@ -47,10 +47,11 @@ from typing import Final
 from . import _env
 from .errors import ConfigError
 
-__all__ = ["Config", "MasterKeyConfig", "VaultConfig", "load_config"]
+__all__ = ["Config", "MasterKeyConfig", "MeshConfig", "VaultConfig", "load_config"]
 
 _KNOWN: Final = frozenset({"home", "secrets_dir", "source", "tenant", "max_versions",
-                           "max_value_size", "age_key_file", "apps", "vault", "master_key"})
+                           "max_value_size", "age_key_file", "apps", "vault", "master_key", "mesh"})
+_MESH_KNOWN: Final = frozenset({"approvals", "approvers", "request_ttl", "apps", "token_ttl"})
 _APP_KNOWN: Final = frozenset({"max_versions"})
 _VAULT_KNOWN: Final = frozenset({"address", "mount", "path", "namespace", "token_file",
                                  "role_id_file", "secret_id_file", "ca_cert", "client_cert",
@@ -60,6 +61,22 @@ SOURCES: Final = ("sops", "vault", "none")
 KEY_PROVIDERS: Final = ("file", "env", "passphrase", "identity", "tpm", "shares")
 _KEY_KNOWN: Final = frozenset({"provider", "path", "passphrase_file", "identity", "recipient",
                                "tcti", "pcrs", "recovery_recipients"})
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """The ``[mesh]`` table: how a bootstrap approves join requests and what nodes get."""
+
+    approvals: int = 1
+    """Approvals a join request needs (M of the approvers)."""
+    approvers: Mapping[str, str] = field(default_factory=dict)
+    """``[mesh.approvers]``: name -> age or ssh-ed25519 public key; empty: any operator."""
+    request_ttl: float = 900.0
+    """Seconds a proven request waits for approval before it expires."""
+    apps: tuple[str, ...] = ()
+    """Apps whose values a node gets when ``node approve`` names none."""
+    token_ttl: float | None = 30 * 86400.0
+    """Seconds a node's read token on the bootstrap lives (0 in the file: until revoked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +137,7 @@ class Config:
     vault: VaultConfig | None = None
     """The vault settings when ``source`` is ``vault`` (else ``None``)."""
     master_key: MasterKeyConfig = field(default_factory=MasterKeyConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
 
     @property
     def store_path(self) -> str:
@@ -250,6 +268,40 @@ def _vault_config(data: object, env: Mapping[str, str], where: str) -> VaultConf
     )
 
 
+def _mesh_config(data: object, where: str) -> MeshConfig:
+    """The ``[mesh]`` table, checked; errors name the field (docs/mesh.md)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: [mesh] must be a table")
+    unknown = set(data) - _MESH_KNOWN
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r} in [mesh]",
+                          hint="known settings: " + ", ".join(sorted(_MESH_KNOWN)))
+    defaults = MeshConfig()
+    approvals = _int(data.get("approvals", 1), "mesh.approvals", where)
+    approvers = data.get("approvers", {})
+    if not isinstance(approvers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in approvers.items()):
+        raise ConfigError(f"{where}: [mesh.approvers] must map names to public keys "
+                          "(age1... or ssh-ed25519 ...)")
+    for who, key in approvers.items():
+        if not key.startswith(("age1", "ssh-ed25519 ")):
+            raise ConfigError(f"{where}: mesh.approvers.{who} must be an age1... or "
+                              "ssh-ed25519 public key")
+    if approvals < 1 or (approvers and approvals > len(approvers)) \
+            or (approvals > 1 and not approvers):
+        raise ConfigError(f"{where}: mesh.approvals must be from 1 to the number of "
+                          f"[mesh.approvers] ({len(approvers)})")
+    apps = data.get("apps", [])
+    if not isinstance(apps, list) or not all(isinstance(a, str) for a in apps):
+        raise ConfigError(f"{where}: mesh.apps must be a list of app names")
+    token_ttl = _seconds(data.get("token_ttl", defaults.token_ttl), "mesh.token_ttl", where)
+    return MeshConfig(
+        approvals=approvals, approvers=dict(approvers),
+        request_ttl=_seconds(data.get("request_ttl", defaults.request_ttl),
+                             "mesh.request_ttl", where, positive=True),
+        apps=tuple(apps), token_ttl=token_ttl or None)
+
+
 def _master_key_config(data: object, env: Mapping[str, str], where: str) -> MasterKeyConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: [master_key] must be a table")
@@ -357,7 +409,8 @@ def load_config(
         if "max_versions" in settings:
             app_max[app] = _int(settings["max_versions"], f"apps.{app}.max_versions", where)
     master_key = _master_key_config(data.get("master_key", {}), env, where)
+    mesh = _mesh_config(data.get("mesh", {}), where)
     return Config(home=os.path.abspath(home_value), secrets_dir=sdir, source=src, tenant=ten,
                   max_versions=max_versions, max_value_size=max_value_size,
                   age_key_file=age_key_file, app_max_versions=app_max, config_file=path,
-                  vault=vault, master_key=master_key)
+                  vault=vault, master_key=master_key, mesh=mesh)

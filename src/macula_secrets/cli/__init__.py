@@ -42,7 +42,9 @@ age-encrypted env files (<app>.env.age, whole-file age, readable by `age -d`):
   envfile       encrypt, decrypt, edit
 
 Nodes of a GitOps secrets folder (their age or ssh-ed25519 keys in .sops.yaml):
-  node          add, remove (and rotate the data keys it had), list
+  node          add, remove (and rotate the data keys it had), list;
+                pending, approve, reject: join requests on a bootstrap
+  join          ask a bootstrap node to let this node in (pinned TLS, operator approval)
 
 Runtime store commands (the node's encrypted store, versioned as Vault KV v2):
   get / put     read or write one secret of an app
@@ -293,6 +295,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_audit_commands(cmd, command)
     _add_envfile_commands(cmd, command)
     _add_node_commands(cmd, command)
+    _add_join_command(cmd)
     _add_init_command(cmd)
     _add_agent_commands(cmd, command)
     _add_token_commands(cmd, command)
@@ -735,7 +738,9 @@ def _add_node_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
             "  macula-secrets node add edge-7 age1... --dir secrets\n"
             "  macula-secrets node add edge-8 \"$(cat /etc/ssh/ssh_host_ed25519_key.pub)\"\n"
             "  macula-secrets node remove edge-7\n"
-            "  macula-secrets node list --json")
+            "  macula-secrets node list --json\n"
+            "  macula-secrets node pending                  # join requests, with their codes\n"
+            "  macula-secrets node approve edge-9 --code 1234-5678-9012 --app console")
     if command is not None and command != "node":
         return
     op = _operations(p, "node")
@@ -757,9 +762,69 @@ def _add_node_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
             "List the enrolled nodes: public key, creation rules (by index) that hold\n"
             "it, and the folder's files whose metadata lists it. Reads no secrets.")
     ls.add_argument("--json", action="store_true", help="print JSON")
-    for q in (a, r, ls):
+    pe = op("pending", "join requests waiting for approval, with their codes",
+            "List the join requests this bootstrap holds (macula-secrets join on a new\n"
+            "node): name, the code the node printed, its public key, approvals so far\n"
+            "and when the request expires. Compare the code with the node's before\n"
+            "approving. See docs/mesh.md.")
+    pe.add_argument("--json", action="store_true", help="print JSON")
+    ap = op("approve", "approve a join request: enroll the node and hand it its grant",
+            "Approve NAME's pending join request. The last approval it needs enrolls\n"
+            "the node in the secrets folder (as node add), makes a read token on this\n"
+            "server for the granted apps and seals the grant (their values, the token,\n"
+            "the server certificate) to the node's key; the node's join picks it up.\n"
+            "With [mesh] approvers, each approver runs this with --approver and the\n"
+            "--identity that opens their part; [mesh] approvals of them are needed.")
+    ap.add_argument("name", metavar="NAME")
+    ap.add_argument("--code", metavar="CODE",
+                    help="the code the node printed: refused when it differs")
+    ap.add_argument("--app", action="append", default=None, metavar="APP",
+                    help="grant this app's values and a read token for it (repeat; "
+                         "default: [mesh] apps)")
+    ap.add_argument("--master-key", action="store_true",
+                    help="also hand over this store's master key (for a node that runs a "
+                         "copy of this store)")
+    ap.add_argument("--approver", metavar="NAME", help="who approves ([mesh.approvers])")
+    ap.add_argument("--identity", metavar="FILE",
+                    help="the approver's age identity or ssh-ed25519 private key")
+    rj = op("reject", "reject a join request",
+            "Reject NAME's pending join request: nothing is enrolled or handed over;\n"
+            "the node's join ends with an error.")
+    rj.add_argument("name", metavar="NAME")
+    for q in (a, r, ls, ap):
         q.add_argument("--dir", metavar="SECRETS_DIR",
                        help="the secrets folder (default: $MACULA_SECRETS_DIR, or ./secrets)")
+    for q in (pe, ap, rj, r):
+        _home_option(q)
+
+
+def _add_join_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    p = cmd("join", "ask a bootstrap node to let this node in",
+            "Send a join request to the bootstrap's server and wait for an operator to\n"
+            "approve it there (node pending / node approve). The connection is trusted\n"
+            "only if the server's certificate has the SHA-256 --fingerprint that serve\n"
+            "printed on the bootstrap: otherwise nothing is sent. This node's identity\n"
+            "is <home>/node.key (age, made 0600 if missing) or --ssh-key; only its\n"
+            "public key is sent. A code is printed: the operator compares it with the\n"
+            "one node pending shows. When approved, the granted values are written to\n"
+            "this node's store and the token for the bootstrap to <home>/bootstrap/.\n"
+            "Interrupted, the same command picks the same request up. See docs/mesh.md.\n\n"
+            "example:\n"
+            "  macula-secrets join https://10.0.0.1:8200 --name edge-9 \\\n"
+            "      --fingerprint AB:CD:...:EF")
+    p.add_argument("url", metavar="URL", help="the bootstrap's server, https://HOST:PORT")
+    p.add_argument("--name", required=True, help="this node's name (letters, digits, . _ -)")
+    p.add_argument("--fingerprint", required=True, metavar="SHA256",
+                   help="the bootstrap certificate's SHA-256 fingerprint, as serve prints it")
+    p.add_argument("--ssh-key", metavar="FILE",
+                   help="join with this ssh-ed25519 private key (e.g. the host key) "
+                        "instead of <home>/node.key")
+    p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
+                   help="how long to wait for approval (default 900)")
+    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+                   help="seconds between asks (default 2)")
+    _store_options(p)
+    p.set_defaults(run="join")
 
 
 
@@ -1109,7 +1174,8 @@ class _Stub:
 
 _COMMANDS = frozenset((
     "keygen", "encrypt", "decrypt", "edit", "set", "unset", "rotate", "updatekeys",
-    "filestatus", "exec-env", "exec-file", "envfile", "node", "init", "agent", "unlock",
+    "filestatus", "exec-env", "exec-file", "envfile", "node", "join", "init", "agent",
+    "unlock",
     "token", "leases", "serve", "tui", "watch", "gitops", "diff", "merge-driver",
     "doctor", "completion", *_STORE_COMMANDS,
 ))
@@ -1199,6 +1265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import storecmds
 
             return storecmds.run(args)
+        if args.run == "join":
+            from . import joincmds
+
+            return joincmds.run(args)
         if args.run.startswith("node "):
             from . import nodecmds
 

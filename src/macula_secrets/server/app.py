@@ -45,6 +45,7 @@ from .errors import HTTPError, error_body, status_for
 
 if TYPE_CHECKING:
     from ..client import Secrets
+    from ..mesh.desk import JoinDesk
     from ..records import VersionInfo
     from .audit import ServerAudit
     from .auth import Authenticator, Identity
@@ -57,6 +58,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MOUNT: Final = "secret"
+JOIN_PATH: Final = "sys/macula/join"
+"""Where a new node asks to join and polls for the answer (:mod:`.join`)."""
+JOIN_BODY_LIMIT: Final = 16 * 1024
 """The one KV v2 mount this server answers."""
 PREFIX: Final = "macula"
 """Secret paths are ``macula/<app>/<key>``, as the vault backend writes them."""
@@ -148,6 +152,8 @@ class App:
         """(client, tenant) -> the part of a read's audit line between prev and time."""
         self.on_startup: Callable[[], None] | None = None
         """Called once serving begins (signals are handled from then on)."""
+        self.join_desk: JoinDesk | None = None
+        """Where nodes ask to join (``sys/macula/join``); ``None``: not offered (no TLS)."""
 
     # -- ASGI ------------------------------------------------------------------------
 
@@ -203,6 +209,8 @@ class App:
             if method in ("POST", "PUT", "PATCH") and path.startswith(f"{MOUNT}/"):
                 self._need_token(req)
                 body = await _read_body(receive, length, self.max_body)
+            elif method == "POST" and path.startswith(JOIN_PATH):
+                body = await _read_body(receive, length, JOIN_BODY_LIMIT)  # no token: a node
             status, payload = await self._route(req, path, body, scope)
         except Exception as exc:
             status, message = status_for(exc)
@@ -261,6 +269,10 @@ class App:
         parts = path.split("/")
         if parts[0] == MOUNT and len(parts) >= 2 and parts[1] in _OPS:
             return await self._secret(req, parts[1], parts[2:], body)
+        if path == JOIN_PATH or path.startswith(JOIN_PATH + "/"):
+            from .join import route as join_route
+
+            return await join_route(self.join_desk, method, path, body, req.audit)
         if path == "sys/health":
             _methods(method, "GET", "HEAD")
             return 200, _dumps(self._health())

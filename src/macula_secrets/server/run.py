@@ -43,6 +43,7 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..client import Secrets
+    from ..mesh.desk import JoinDesk
     from .app import App
     from .audit import ServerAudit, SyncMode
     from .auth import Authenticator, Identity
@@ -362,6 +363,8 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
             url = f"{'https' if cert else 'http'}://{shown}:{bound}"
         app = App(secrets, authenticator, audit, peer_identity=_peer_identity(authenticator),
                   version=__version__)
+        if cert is not None:
+            app.join_desk = _join_desk(secrets, home, fingerprint(cert))
         protocol_class.fast = app.fast_get
         import ssl
 
@@ -397,6 +400,30 @@ def start_in_thread(serving: Serving, timeout: float = 10.0) -> threading.Thread
             raise RuntimeError("the server did not start")
         time.sleep(0.01)
     return thread
+
+
+def _join_desk(secrets: Secrets, home: str, cert_fingerprint: str) -> JoinDesk:
+    """Where nodes ask to join this server (docs/mesh.md): offered only with TLS."""
+    from .._config import MeshConfig
+    from ..mesh.desk import JoinDesk
+
+    cfg = secrets.config
+    folder = cfg.secrets_dir if cfg is not None else None
+
+    def enrolled(name: str) -> bool:
+        if folder is None or not os.path.exists(os.path.join(folder, ".sops.yaml")):
+            return False
+        from ..errors import MaculaError
+        from ..nodes import list_nodes
+
+        try:
+            return any(node.name == name for node in list_nodes(folder).nodes)
+        except MaculaError:
+            return False  # approval will say what is wrong with the folder
+
+    return JoinDesk(home, fingerprint=cert_fingerprint.replace(":", ""),
+                    config=cfg.mesh if cfg is not None else MeshConfig(),
+                    audit=secrets.store.audit, is_enrolled=enrolled)
 
 
 def _no_hmac(_value: str) -> str | None:
