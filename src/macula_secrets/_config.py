@@ -33,6 +33,17 @@ Every setting has a default, so ``Secrets.open()`` works on a bare machine::
     tcti = "device:/dev/tpmrm0"         # tpm: which TPM; pcrs = "sha256:7" binds to PCRs
     recovery_recipients = ["age1..."]   # escrow copy in <home>/master.key.recovery.age
 
+    [mesh]                              # joining nodes (docs/mesh.md)
+    approvals = 2                       # M of the approvers must approve a join
+    apps = ["console"]                  # values a joined node gets by default
+    [mesh.approvers]
+    alice = "age1..."                   # each approver's age or ssh-ed25519 public key
+
+    [[audit.sinks]]                     # copies of the server's audit lines (docs/observability.md)
+    type = "socket"                     # file | socket | syslog | journald | logging
+    address = "unix:///run/vector/audit.sock"  # or tcp://host:port
+    required = true                     # true: a line it does not take fails the request
+
 Unknown settings are an error (a typo must not silently fall back to a
 default), named with the file they came from.
 """
@@ -47,10 +58,11 @@ from typing import Final
 from . import _env
 from .errors import ConfigError
 
-__all__ = ["Config", "MasterKeyConfig", "MeshConfig", "VaultConfig", "load_config"]
+__all__ = ["Config", "MasterKeyConfig", "MeshConfig", "SinkConfig", "VaultConfig", "load_config"]
 
 _KNOWN: Final = frozenset({"home", "secrets_dir", "source", "tenant", "max_versions",
-                           "max_value_size", "age_key_file", "apps", "vault", "master_key", "mesh"})
+                           "max_value_size", "age_key_file", "apps", "vault", "master_key",
+                           "audit", "mesh"})
 _MESH_KNOWN: Final = frozenset({"approvals", "approvers", "request_ttl", "apps", "token_ttl"})
 _APP_KNOWN: Final = frozenset({"max_versions"})
 _VAULT_KNOWN: Final = frozenset({"address", "mount", "path", "namespace", "token_file",
@@ -61,6 +73,38 @@ SOURCES: Final = ("sops", "vault", "none")
 KEY_PROVIDERS: Final = ("file", "env", "passphrase", "identity", "tpm", "shares")
 _KEY_KNOWN: Final = frozenset({"provider", "path", "passphrase_file", "identity", "recipient",
                                "tcti", "pcrs", "recovery_recipients"})
+SINK_TYPES: Final = ("file", "socket", "syslog", "journald", "logging")
+_SINK_KNOWN: Final = {
+    "file": frozenset({"path"}),
+    "socket": frozenset({"address", "timeout"}),
+    "syslog": frozenset({"address", "facility"}),
+    "journald": frozenset({"address"}),
+    "logging": frozenset({"logger", "level"}),
+}
+_SINK_COMMON: Final = frozenset({"type", "name", "required"})
+_LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+SYSLOG_FACILITIES: Final = ("kern", "user", "daemon", "auth", "syslog", "authpriv",
+                            *(f"local{i}" for i in range(8)))
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    """One ``[[audit.sinks]]`` table: where the server copies its audit lines."""
+
+    type: str
+    required: bool
+    """``True``: a request fails (503) when this sink does not take its line."""
+    name: str | None = None
+    path: str | None = None
+    """file: the file the lines are appended to."""
+    address: str | None = None
+    """socket: ``unix:///path`` or ``tcp://host:port``; syslog: a socket path (default
+    ``/dev/log``) or ``udp://host:port``; journald: its socket path."""
+    timeout: float = 5.0
+    """socket: seconds a connect or send may take before the line counts as lost."""
+    facility: str = "auth"
+    logger: str = "macula_secrets.audit"
+    level: str = "info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +181,8 @@ class Config:
     vault: VaultConfig | None = None
     """The vault settings when ``source`` is ``vault`` (else ``None``)."""
     master_key: MasterKeyConfig = field(default_factory=MasterKeyConfig)
+    audit_sinks: tuple[SinkConfig, ...] = ()
+    """``[[audit.sinks]]``: copies of the server's audit lines, in order."""
     mesh: MeshConfig = field(default_factory=MeshConfig)
 
     @property
@@ -268,6 +314,35 @@ def _vault_config(data: object, env: Mapping[str, str], where: str) -> VaultConf
     )
 
 
+def _master_key_config(data: object, env: Mapping[str, str], where: str) -> MasterKeyConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: [master_key] must be a table")
+    unknown = set(data) - _KEY_KNOWN
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r} in [master_key]",
+                          hint="known settings: " + ", ".join(sorted(_KEY_KNOWN)))
+    text: dict[str, str | None] = {}
+    for name in ("provider", "path", "passphrase_file", "identity", "recipient", "tcti",
+                 "pcrs"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: master_key.{name} must be a string")
+        text[name] = value or None
+    provider = env.get(_env.MACULA_SECRETS_KEY_PROVIDER) or text["provider"]
+    if provider is not None and provider not in KEY_PROVIDERS:
+        raise ConfigError(f"{where}: master_key.provider must be one of "
+                          f"{', '.join(KEY_PROVIDERS)}, not {provider!r}")
+    raw = data.get("recovery_recipients", [])
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+        raise ConfigError(f"{where}: master_key.recovery_recipients must be a list of strings")
+    return MasterKeyConfig(provider=provider, path=text["path"],
+                           passphrase_file=text["passphrase_file"], identity=text["identity"],
+                           recipient=text["recipient"], tcti=text["tcti"], pcrs=text["pcrs"],
+                           recovery_recipients=tuple(raw))
+
+
 def _mesh_config(data: object, where: str) -> MeshConfig:
     """The ``[mesh]`` table, checked; errors name the field (docs/mesh.md)."""
     if not isinstance(data, dict):
@@ -302,33 +377,68 @@ def _mesh_config(data: object, where: str) -> MeshConfig:
         apps=tuple(apps), token_ttl=token_ttl or None)
 
 
-def _master_key_config(data: object, env: Mapping[str, str], where: str) -> MasterKeyConfig:
+def _audit_sinks(data: object, where: str) -> tuple[SinkConfig, ...]:
+    """The ``[audit]`` table's ``[[audit.sinks]]``, checked; errors name the field."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: [master_key] must be a table")
-    unknown = set(data) - _KEY_KNOWN
+        raise ConfigError(f"{where}: [audit] must be a table")
+    unknown = set(data) - {"sinks"}
     if unknown:
-        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r} in [master_key]",
-                          hint="known settings: " + ", ".join(sorted(_KEY_KNOWN)))
-    text: dict[str, str | None] = {}
-    for name in ("provider", "path", "passphrase_file", "identity", "recipient", "tcti",
-                 "pcrs"):
-        value = data.get(name)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{where}: master_key.{name} must be a string")
-        text[name] = value or None
-    provider = env.get(_env.MACULA_SECRETS_KEY_PROVIDER) or text["provider"]
-    if provider is not None and provider not in KEY_PROVIDERS:
-        raise ConfigError(f"{where}: master_key.provider must be one of "
-                          f"{', '.join(KEY_PROVIDERS)}, not {provider!r}")
-    raw = data.get("recovery_recipients", [])
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
-        raise ConfigError(f"{where}: master_key.recovery_recipients must be a list of strings")
-    return MasterKeyConfig(provider=provider, path=text["path"],
-                           passphrase_file=text["passphrase_file"], identity=text["identity"],
-                           recipient=text["recipient"], tcti=text["tcti"], pcrs=text["pcrs"],
-                           recovery_recipients=tuple(raw))
+        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r} in [audit]",
+                          hint="known settings: sinks")
+    raw = data.get("sinks", [])
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError(f"{where}: audit.sinks must be an array of tables ([[audit.sinks]])")
+    sinks = []
+    names: set[str] = set()
+    for i, table in enumerate(raw):
+        at = f"audit.sinks[{i}]"
+        kind = table.get("type")
+        if kind not in SINK_TYPES:
+            raise ConfigError(f"{where}: {at}.type must be one of {', '.join(SINK_TYPES)}, "
+                              f"not {kind!r}")
+        known = _SINK_COMMON | _SINK_KNOWN[kind]
+        unknown = set(table) - known
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r} in {at} "
+                              f"(type {kind})", hint="known settings: " + ", ".join(sorted(known)))
+        required = table.get("required")
+        if not isinstance(required, bool):
+            raise ConfigError(f"{where}: {at}.required must be true or false",
+                              hint="true fails requests when the sink does not take a line; "
+                                   "false only counts the failure")
+        text: dict[str, str | None] = {}
+        for name in ("name", "path", "address", "facility", "logger", "level"):
+            value = table.get(name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{where}: {at}.{name} must be a non-empty string")
+            text[name] = value
+        if kind == "file" and (text["path"] is None or not os.path.isabs(text["path"])):
+            raise ConfigError(f"{where}: {at}.path must be an absolute file path")
+        address = text["address"]
+        if kind == "socket" and not (address or "").startswith(("unix:///", "tcp://")):
+            raise ConfigError(f"{where}: {at}.address must be unix:///path or tcp://host:port")
+        if kind in ("syslog", "journald") and address is not None \
+                and not address.startswith(("/", "udp://")):
+            raise ConfigError(f"{where}: {at}.address must be a socket path or udp://host:port")
+        if kind == "syslog" and (text["facility"] or "auth") not in SYSLOG_FACILITIES:
+            raise ConfigError(f"{where}: {at}.facility must be one of "
+                              f"{', '.join(SYSLOG_FACILITIES)}")
+        level = (text["level"] or "info").lower()
+        if level not in _LOG_LEVELS:
+            raise ConfigError(f"{where}: {at}.level must be one of {', '.join(_LOG_LEVELS)}")
+        timeout = table.get("timeout", 5.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigError(f"{where}: {at}.timeout must be a number of seconds (more than 0)")
+        name = text["name"] or f"{kind}{i}"
+        if name in names:
+            raise ConfigError(f"{where}: {at}.name {name!r} is used by another sink")
+        names.add(name)
+        sinks.append(SinkConfig(
+            type=kind, required=required, name=name, path=text["path"],
+            address=text["address"], timeout=float(timeout),
+            facility=text["facility"] or "auth",
+            logger=text["logger"] or "macula_secrets.audit", level=level))
+    return tuple(sinks)
 
 
 def load_config(
@@ -409,8 +519,9 @@ def load_config(
         if "max_versions" in settings:
             app_max[app] = _int(settings["max_versions"], f"apps.{app}.max_versions", where)
     master_key = _master_key_config(data.get("master_key", {}), env, where)
+    audit_sinks = _audit_sinks(data.get("audit", {}), where)
     mesh = _mesh_config(data.get("mesh", {}), where)
     return Config(home=os.path.abspath(home_value), secrets_dir=sdir, source=src, tenant=ten,
                   max_versions=max_versions, max_value_size=max_value_size,
                   age_key_file=age_key_file, app_max_versions=app_max, config_file=path,
-                  vault=vault, master_key=master_key, mesh=mesh)
+                  vault=vault, master_key=master_key, audit_sinks=audit_sinks, mesh=mesh)

@@ -22,6 +22,7 @@ __all__ = [
     "MACULA_SECRETS_DIR",
     "MACULA_SECRETS_HOME",
     "MACULA_SECRETS_MAX_VALUE_SIZE",
+    "MACULA_SECRETS_OTEL",
     "MACULA_SECRETS_SOURCE",
     "MACULA_SECRETS_TENANT",
     "MACULA_SOPS_EXIT_CODES",
@@ -140,6 +141,11 @@ when it is there."""
 MACULA_SECRETS_ASKPASS: Final = "MACULA_SECRETS_ASKPASS"
 """A program that prints a passphrase (its prompt is its argument), used when there is no
 terminal to ask on, as ``SSH_ASKPASS`` is for ssh."""
+
+MACULA_SECRETS_OTEL: Final = "MACULA_SECRETS_OTEL"
+"""``on``: spans and metrics through OpenTelemetry (needs the ``otel`` extra); ``off``:
+never. Unset: on when the application has set a global OpenTelemetry tracer provider
+before ``Secrets.open`` (docs/observability.md)."""
 
 XDG_DATA_HOME: Final = "XDG_DATA_HOME"
 """Base of the default home, ``$XDG_DATA_HOME/macula-secrets``."""

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from ._config import Config, load_config
 from ._feed import DEFAULT_INTERVAL, ChangeFeed, Subscription
+from ._telemetry import counted_sync
 from .errors import MaculaError, NotFoundError
 from .localstore.store import ABSENT, DELETED, LocalStore
 
@@ -142,8 +143,16 @@ class Secrets:
         except BaseException:
             store.close()
             raise
-        return cls(store, source=backend, envfiles=envfiles, vault=vault, tenant=cfg.tenant,
-                   config=cfg, _open_vault_for=open_vault_for)
+        secrets = cls(store, source=backend, envfiles=envfiles, vault=vault, tenant=cfg.tenant,
+                      config=cfg, _open_vault_for=open_vault_for)
+        from ._telemetry import opened
+
+        try:
+            opened(secrets, environ)  # spans and metrics, when OpenTelemetry is wanted
+        except BaseException:
+            secrets.close()
+            raise
+        return secrets
 
     def with_tenant(self, tenant: str) -> Secrets:
         """The same store seen as another tenant (its own data keys and names).
@@ -545,6 +554,7 @@ class Secrets:
         """
         self._store.rotate_master_key(reencrypt=reencrypt, progress=progress)
 
+    @counted_sync
     def sync(self, *, progress: Callable[[int, int], None] | None = None) -> SyncReport:
         """Bring the store in line with the secrets folder; see :mod:`macula_secrets.sync`.
 

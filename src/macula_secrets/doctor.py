@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
 from . import _env
-from ._config import Config
+from ._config import Config, SinkConfig
 from .errors import MaculaError
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ __all__ = [
     "Status",
     "check_audit",
     "check_clock",
+    "check_observability",
     "check_permissions",
     "check_secrets_folder",
     "check_store",
@@ -631,6 +632,94 @@ def _message(exc: BaseException) -> str:
     return " ".join((str(exc) or exc.__class__.__name__).split("\n"))
 
 
+# -- observability ---------------------------------------------------------------------------
+
+
+def _sink_reachable(sink: SinkConfig, *, timeout: float) -> str | None:
+    """Why ``sink`` cannot take a line now, or ``None`` when it looks ready."""
+    import socket
+
+    if sink.type == "file":
+        folder = os.path.dirname(sink.path or "/")
+        if not os.path.isdir(folder):
+            return f"the folder {folder} does not exist"
+        target = sink.path if sink.path and os.path.exists(sink.path) else folder
+        return None if os.access(target, os.W_OK) else f"{target} is not writable"
+    if sink.type == "logging":
+        return None
+    address = sink.address or ("/dev/log" if sink.type == "syslog"
+                               else "/run/systemd/journal/socket")
+    if address.startswith("unix://"):
+        address = address[len("unix://"):]
+    if address.startswith("/"):
+        try:
+            if not stat.S_ISSOCK(os.stat(address).st_mode):
+                return f"{address} is not a socket"
+        except OSError as exc:
+            return f"{address}: {exc.strerror}"
+        if sink.type != "socket":
+            return None
+        family, target = socket.AF_UNIX, address
+    else:
+        if sink.type != "socket":
+            return None   # UDP: nothing to ask before sending
+        host, _, port = address.split("://", 1)[1].rpartition(":")
+        return _connects(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         (host.strip("[]"), int(port)), timeout)
+    return _connects(family, target, timeout)
+
+
+def _connects(family: int, target: str | tuple[str, int], timeout: float) -> str | None:
+    import socket
+
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(target)
+        except OSError as exc:
+            return f"cannot connect: {exc.strerror or exc.__class__.__name__}"
+    return None
+
+
+def check_observability(cfg: Config, *, timeout: float = 2.0) -> list[Result]:
+    """What the server's ``sys/health`` reports besides the store: the audit sinks of the
+    configuration (can each take a line now?) and the last ``sync --git`` per tenant."""
+    results = []
+    if not cfg.audit_sinks:
+        results.append(Result("observe", "info", "no audit sinks configured: the server's "
+                              "audit lines go to its hash-chained file only"))
+    for sink in cfg.audit_sinks:
+        what = f"audit sink {sink.name} ({sink.type}, " \
+               f"{'required' if sink.required else 'best-effort'})"
+        problem = _sink_reachable(sink, timeout=timeout)
+        if problem is None:
+            results.append(_ok("observe", f"{what}: ready"))
+        elif sink.required:
+            results.append(Result("observe", "fail", f"{what}: {problem}",
+                                  hint="a running server refuses every request (503) until "
+                                       "this sink takes lines: start its collector or fix "
+                                       "[[audit.sinks]]"))
+        else:
+            results.append(Result("observe", "warn", f"{what}: {problem}",
+                                  hint="its lines are counted as failures "
+                                       "(macula_audit_sink_failures_total)"))
+    synced: list[tuple[str, str, float]] = []
+    if os.path.exists(cfg.store_path):
+        with contextlib.suppress(sqlite3.Error):
+            conn = _connect_ro(cfg.store_path)
+            try:
+                synced = [(str(t), str(c), float(at)) for t, c, at in conn.execute(
+                    "SELECT tenant, commit_id, synced_at FROM synced_commits ORDER BY tenant")]
+            finally:
+                conn.close()
+    for tenant, commit, at in synced:
+        results.append(_ok("observe", f"tenant {tenant}: last sync --git applied commit "
+                           f"{commit[:12]} at {_utc(at)}"))
+    if not synced:
+        results.append(Result("observe", "info", "no sync --git recorded in the store yet"))
+    return results
+
+
 # -- all ---------------------------------------------------------------------------------------
 
 
@@ -652,6 +741,7 @@ def run_checks(cfg: Config, env: Mapping[str, str], *, tenant: str | None = None
     results += check_tpm(cfg, env)
     results += check_vault(cfg, now=now, timeout=vault_timeout)
     results += check_secrets_folder(cfg, env, tenants=_folder_tenants(cfg, tenant))
+    results += check_observability(cfg)
     return results
 
 

@@ -24,6 +24,7 @@ import posixpath
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from ._telemetry import counted_sync
 from .backends import envfile
 from .backends import sops as sopsfiles
 from .backends._folder import default_identities, tenant_folder
@@ -103,6 +104,7 @@ def sync_app(store: LocalStore, backend: SopsBackend | EnvFileBackend, app: str,
                    deleted=tuple(deleted), unchanged=unchanged)
 
 
+@counted_sync
 def sync_git(store: LocalStore, repo: str | os.PathLike[str], rev: str = "HEAD", *,
              path: str = DEFAULT_GIT_PATH, tenant: str, force: bool = False,
              identities: IdentitySources | None = None,

@@ -212,6 +212,11 @@ class LocalStore:
         if self.audit is not None:
             self.audit.set_hmac_key(_crypto.derive(key, _AUDIT_HMAC_PURPOSE))
 
+    def master_key_created(self) -> float | None:
+        """Unix time the current master key was made or rotated in (for its age metric)."""
+        made = self._db.meta("master_created_at")
+        return float(made) if isinstance(made, int | float) else None
+
     def master_key_id(self) -> str:
         """Hex id of the current master key (HKDF of it; safe to show)."""
         with self._db.lock:

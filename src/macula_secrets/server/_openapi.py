@@ -119,6 +119,12 @@ def openapi(version: str) -> dict[str, Any]:
             "/v1/sys/health": {"get": {"summary": "health (no token needed)",
                                        "security": [], "responses": {
                                            "200": {"description": "serving"}, **_ERRORS}}},
+            "/v1/sys/metrics": {"get": {
+                "summary": "request counters, latency histograms and gauges (any valid token)",
+                "parameters": [{"name": "format", "in": "query",
+                                "schema": {"type": "string", "enum": ["prometheus"]}}],
+                "responses": {"200": {"description": "JSON, or Prometheus text 0.0.4"},
+                              **_ERRORS}}},
             "/v1/auth/token/lookup-self": {"get": {"summary": "the calling token",
                                                    "responses": {**_ok("Envelope"),
                                                                  **_ERRORS}}},

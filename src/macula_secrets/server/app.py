@@ -42,6 +42,7 @@ from .._names import check_name
 from ..errors import NotFoundError, UnavailableError
 from .audit import encode_string
 from .errors import HTTPError, error_body, status_for
+from .metrics import operation
 
 if TYPE_CHECKING:
     from ..client import Secrets
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from ..records import VersionInfo
     from .audit import ServerAudit
     from .auth import Authenticator, Identity
+    from .metrics import Family, ServerMetrics
 
 __all__ = ["MOUNT", "PREFIX", "App"]
 
@@ -102,8 +104,8 @@ class _Latest:
 class _Request:
     """What a handler needs to know about one request."""
 
-    __slots__ = ("audit", "identity", "method", "namespace_header", "query", "request_id",
-                 "tenant", "token")
+    __slots__ = ("audit", "content_type", "identity", "method", "namespace_header", "query",
+                 "request_id", "tenant", "token")
 
     def __init__(self, method: str, query: dict[str, str], tenant: str, token: str | None
                  ) -> None:
@@ -115,6 +117,7 @@ class _Request:
         self.request_id = _request_id()
         self.audit: dict[str, object] = {}
         self.namespace_header = False
+        self.content_type = _JSON[1]
 
 
 class App:
@@ -127,12 +130,14 @@ class App:
         max_body: largest request body in bytes (413 beyond it).
         peer_identity: maps a Unix-socket peer's uid to an identity, for
             requests over the socket that carry no token (``None``: tokens only).
+        metrics: counts requests for ``sys/metrics`` (``None``: no metrics, and
+            ``sys/metrics`` answers 404).
     """
 
     def __init__(self, secrets: Secrets, authenticator: Authenticator, audit: ServerAudit, *,
                  max_body: int | None = None,
                  peer_identity: Callable[[int], Identity | None] | None = None,
-                 version: str = "") -> None:
+                 version: str = "", metrics: ServerMetrics | None = None) -> None:
         self.secrets = secrets
         self.authenticator = authenticator
         self.audit = audit
@@ -154,6 +159,9 @@ class App:
         """Called once serving begins (signals are handled from then on)."""
         self.join_desk: JoinDesk | None = None
         """Where nodes ask to join (``sys/macula/join``); ``None``: not offered (no TLS)."""
+        self.metrics = metrics
+        self.integrity: dict[str, object] = {"status": "not checked"}
+        """The store's integrity check (``serve`` runs one in the background at start)."""
 
     # -- ASGI ------------------------------------------------------------------------
 
@@ -179,6 +187,7 @@ class App:
             queue.put_nowait(None)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         method: str = scope["method"]
         token, namespace, length, _chunked = _scan_headers(scope["headers"])
         query = dict(urllib.parse.parse_qsl(scope.get("query_string", b"").decode("latin-1")))
@@ -222,9 +231,13 @@ class App:
                                     result=_result(status))
         except UnavailableError as exc:
             status, payload = 503, error_body(str(exc))
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.observe(operation(method, req.audit.get("path")), _result(status),
+                            time.perf_counter() - started)
         headers = [(b"content-length", str(len(payload)).encode())]
         if payload:
-            headers.append(_JSON)
+            headers.append((b"content-type", req.content_type if status == 200 else _JSON[1]))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body",
                     "body": b"" if method == "HEAD" else payload})
@@ -275,7 +288,12 @@ class App:
             return await join_route(self.join_desk, method, path, body, req.audit)
         if path == "sys/health":
             _methods(method, "GET", "HEAD")
-            return 200, _dumps(self._health())
+            loop = asyncio.get_running_loop()
+            return 200, _dumps(await loop.run_in_executor(None, self._health))
+        if path == "sys/metrics" and self.metrics is not None:
+            _methods(method, "GET")
+            self._need_token(req)
+            return 200, await self._metrics(req)
         if path == "auth/token/lookup-self":
             _methods(method, "GET", "POST")
             return 200, self._envelope(req, self._lookup_self(req))
@@ -297,11 +315,84 @@ class App:
         raise HTTPError(404)
 
     def _health(self) -> dict[str, object]:
+        """Vault's health fields, and ours under ``macula`` (run in a worker thread: it
+        reads the store)."""
+        from .._health import last_sync
+
+        audit = self.audit
+        sinks = audit.sinks.stats if audit.sinks is not None else []
         return {"initialized": True, "sealed": False, "standby": False,
                 "performance_standby": False, "replication_performance_mode": "disabled",
                 "replication_dr_mode": "disabled", "server_time_utc": int(time.time()),
                 "version": self.version, "cluster_name": "macula-secrets",
-                "cluster_id": "", "enterprise": False}
+                "cluster_id": "", "enterprise": False,
+                "macula": {
+                    # A server serves only an unlocked store: it unlocks before listening.
+                    "locked": False,
+                    "integrity": dict(self.integrity),
+                    "audit": {"file": {"path": audit.path, "sync": audit.sync,
+                                       "lines": audit.lines, "failing": audit.failing,
+                                       "refused": audit.failures},
+                              "sinks": [s.to_json() for s in sinks]},
+                    "last_sync": last_sync(self.secrets.store, self.secrets.tenant)}}
+
+    async def _metrics(self, req: _Request) -> bytes:
+        """``sys/metrics``: JSON, or Prometheus text with ``format=prometheus``."""
+        from .metrics import CONTENT_TYPE, render_prometheus
+
+        assert self.metrics is not None  # noqa: S101 - routed only with metrics
+        families = self.metrics.families()  # on the loop: the counters move there
+        loop = asyncio.get_running_loop()
+        families += await loop.run_in_executor(None, self._gauges)
+        if req.query.get("format") == "prometheus":
+            req.content_type = CONTENT_TYPE
+            return render_prometheus(families)
+        return _dumps({"metrics": [f.to_json() for f in families]})
+
+    def _gauges(self) -> list[Family]:
+        """What the store, the audit writer and its sinks say now (a worker thread)."""
+        from .. import _telemetry
+        from .metrics import Family
+
+        audit = self.audit
+        store = self.secrets.store
+        lines = Family("macula_audit_lines_total", "counter",
+                       "Lines written to the hash-chained audit file").add(audit.lines)
+        refused = Family("macula_audit_failures_total", "counter",
+                         "Requests refused because their audit line was not taken "
+                         "(file, fsync or a required sink)").add(audit.failures)
+        failing = Family("macula_audit_failing", "gauge",
+                         "1 while the last audit line failed (changes are refused)"
+                         ).add(int(audit.failing))
+        sink_lines = Family("macula_audit_sink_lines_total", "counter",
+                            "Audit lines a sink took")
+        sink_failures = Family("macula_audit_sink_failures_total", "counter",
+                               "Audit lines a sink did not take (or whose queue was full)")
+        for stats in audit.sinks.stats if audit.sinks is not None else []:
+            labels = {"sink": stats.name, "type": stats.kind,
+                      "required": str(stats.required).lower()}
+            sink_lines.add(stats.lines, **labels)
+            sink_failures.add(stats.failures, **labels)
+        runs = Family("macula_sync_runs_total", "counter",
+                      "Syncs run by this process").add(_telemetry.COUNTS["sync_runs"])
+        sync_failures = Family("macula_sync_failures_total", "counter",
+                               "Syncs that raised or reported a failing app"
+                               ).add(_telemetry.COUNTS["sync_failures"])
+        renewals = Family("macula_lease_renewals_total", "counter",
+                          "Lease renewals by this process's LeaseKeepers"
+                          ).add(_telemetry.lease_renewals())
+        age = Family("macula_master_key_age_seconds", "gauge",
+                     "Seconds since the master key was made or last rotated")
+        made = store.master_key_created()
+        if made is not None:
+            age.add(max(0.0, time.time() - made))
+        size = Family("macula_store_size_bytes", "gauge", "Bytes of store.db and its WAL"
+                      ).add(_telemetry.store_size(store.path))
+        integrity = Family("macula_store_integrity_ok", "gauge",
+                           "1 when the store's last integrity check passed"
+                           ).add(int(self.integrity.get("status") == "ok"))
+        return [lines, refused, failing, sink_lines, sink_failures, runs, sync_failures,
+                renewals, age, size, integrity]
 
     def _lookup_self(self, req: _Request) -> dict[str, object]:
         identity = self._need_token(req)
@@ -339,6 +430,11 @@ class App:
                     req.audit["version"] = version
                 else:
                     hit = self._cached_latest(tenant, app, key)
+                    if self.metrics is not None:
+                        if hit is None:
+                            self.metrics.cache_misses += 1
+                        else:
+                            self.metrics.cache_hits += 1
                     if hit is not None:
                         req.audit["version"] = hit.info.version
                         req.audit["value_hmac"] = hit.value_hmac
@@ -396,6 +492,7 @@ class App:
         an encoded or odd path, a miss, a refusal, an audit failure, ``always``
         audit sync) goes the ordinary way, which answers it in full.
         """
+        started = time.perf_counter()
         audit = self.audit
         if audit.sync != "interval" or not url.startswith(_DATA_PATH) \
                 or b"?" in url or b"%" in url or b"\\" in url:
@@ -454,6 +551,10 @@ class App:
             audit.write_canonical(head, middle, hit.audit_tail)
         except UnavailableError:
             return None   # not written: the ASGI path tries again and answers 503
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.cache_hits += 1
+            metrics.observe("read data", "ok", time.perf_counter() - started)
         return self._envelope_bytes(_request_id(), hit.data)
 
     def _read(self, req: _Request, app: str, key: str, version: int) -> tuple[int, bytes]:

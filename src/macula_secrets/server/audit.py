@@ -27,7 +27,10 @@ Two durability policies (``serve --audit-sync``):
 Either way, when a write fails (disk full, I/O error), the request (and,
 in ``always`` mode, every line of its batch and those chained after it)
 fails, the file is cut back to its last good size and the chain head goes
-back with it; the requests get 503 and no value leaves. The next line that
+back with it; the requests get 503 and no value leaves. The same happens
+when a required audit sink (:mod:`.sinks`) does not take a line written to
+the file: every line of the file reached every required sink, though a
+sink may hold a line of a request that then failed. The next line that
 writes brings the log (and the server) back. A failed background fsync
 fails every request the same way until an fsync (retried each interval)
 succeeds again.
@@ -48,10 +51,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from ..audit import _last_hash
 from ..errors import UnavailableError
+
+if TYPE_CHECKING:
+    from .sinks import Fanout
 
 __all__ = ["SYNC_MODES", "ServerAudit"]
 
@@ -98,16 +104,19 @@ class ServerAudit:
         sync: ``"interval"`` (write before answering, fsync in the background
             every ``interval`` seconds) or ``"always"`` (answer after the fsync).
         interval: seconds between background fsyncs in ``interval`` mode.
+        sinks: where copies of each line go (:mod:`.sinks`); closed with this writer.
     """
 
     def __init__(self, path: str, *, value_hmac: Callable[[str], str | None],
-                 sync: SyncMode = "interval", interval: float = DEFAULT_INTERVAL) -> None:
+                 sync: SyncMode = "interval", interval: float = DEFAULT_INTERVAL,
+                 sinks: Fanout | None = None) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"audit sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         if not interval > 0:
             raise ValueError("the audit fsync interval must be positive")
         self.path = path
         self.value_hmac = value_hmac
+        self.sinks = sinks
         self.sync: SyncMode = sync
         self.interval = interval
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -128,6 +137,8 @@ class ServerAudit:
         self.failing = False
         """The last line could not be written: mutations are refused until one line is."""
         self.lines = 0
+        self.failures = 0
+        """Requests refused because their line was not written (file, fsync or sink)."""
         self.batches = 0
         """``always``: write+fsync batches; ``interval``: background fsyncs."""
         self._actor = {"pid": os.getpid(), "uid": os.getuid(), "program": "serve"}
@@ -207,16 +218,27 @@ class ServerAudit:
             except OSError as exc:
                 error = exc
         if error is not None:
-            self.failing = True
-            self._head = self._good_head
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._good_size)
+            self._undo()
             raise self._unavailable(error)
+        if self.sinks is not None:
+            try:
+                self.sinks.deliver(line)
+            except UnavailableError:
+                self._undo()  # the file keeps no line that a required sink lacks
+                raise
         self.failing = False
         self.lines += 1
         self._good_size += len(line)
         self._good_head = self._head
         self._written += 1
+
+    def _undo(self) -> None:
+        """Back to the last good line: the head, and the file's size."""
+        self.failing = True
+        self.failures += 1
+        self._head = self._good_head
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, self._good_size)
 
     async def record(self, op: str, fields: Mapping[str, object], *, result: str) -> None:
         """Chain one line and return once it is written (``interval``) or durable
@@ -250,9 +272,10 @@ class ServerAudit:
             while self._pending:
                 batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
                 data = b"".join(line for line, _, _ in batch)
+                lines = [line for line, _, _ in batch]
                 try:
-                    await loop.run_in_executor(None, self._write_durably, data)
-                except OSError as exc:
+                    await loop.run_in_executor(None, self._write_durably, data, lines)
+                except (OSError, UnavailableError) as exc:
                     self._fail(batch, exc)
                     continue
                 self.failing = False
@@ -274,21 +297,25 @@ class ServerAudit:
                 raise OSError(28, "short write")
             view = view[n:]
 
-    def _write_durably(self, data: bytes) -> None:
+    def _write_durably(self, data: bytes, lines: list[bytes]) -> None:
         self._write_all(data)
         self._fsync(self._fd)
+        if self.sinks is not None:
+            for line in lines:   # the whole batch fails with any of its lines
+                self.sinks.deliver(line)
 
-    def _fail(self, batch: list[tuple[bytes, str, asyncio.Future[None]]], exc: OSError
-              ) -> None:
+    def _fail(self, batch: list[tuple[bytes, str, asyncio.Future[None]]],
+              exc: OSError | UnavailableError) -> None:
         """Fail the batch and every line chained after it; go back to the durable head."""
         self.failing = True
+        self.failures += len(batch) + len(self._pending)
         failed = batch + self._pending
         self._pending = []
         self._head = self._good_head
         with contextlib.suppress(OSError):
             # A partial write must not stay: the next line chains onto the durable head.
             os.ftruncate(self._fd, self._good_size)
-        error = self._unavailable(exc)
+        error = exc if isinstance(exc, UnavailableError) else self._unavailable(exc)
         for *_, fut in failed:
             if not fut.done():
                 fut.set_exception(error)
@@ -331,3 +358,5 @@ class ServerAudit:
         with self._sync_lock:
             self._closed = True
             os.close(self._fd)
+        if self.sinks is not None:
+            self.sinks.close()

@@ -35,18 +35,20 @@ import stat
 import struct
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from .._config import SinkConfig
     from ..client import Secrets
     from ..mesh.desk import JoinDesk
     from .app import App
     from .audit import ServerAudit, SyncMode
     from .auth import Authenticator, Identity
+    from .sinks import Fanout
 
 __all__ = ["ServeOptions", "Serving", "ensure_certificate", "fingerprint", "prepare"]
 
@@ -71,6 +73,10 @@ class ServeOptions:
     audit_sync: SyncMode = "interval"
     """``interval``: each audit line is written before the answer and fsynced in the
     background every 0.1 s; ``always``: the answer waits for its line's fsync."""
+    metrics: bool = True
+    """Count requests for ``/v1/sys/metrics`` (a few dictionary updates per request)."""
+    integrity_check: bool = True
+    """Run SQLite's ``quick_check`` of the store in the background at start (``sys/health``)."""
 
 
 def _uvicorn_without_cli() -> None:
@@ -316,6 +322,7 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
     closers: list[Callable[[], object]] = []
     if secrets is None:
         secrets = _Secrets.open()
+    sinks = None
     try:
         cfg = secrets.config
         home = cfg.home if cfg is not None else os.path.dirname(secrets.store.path)
@@ -327,9 +334,12 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
         if options.audit_sync not in SYNC_MODES:
             raise ConfigError(f"--audit-sync must be one of {', '.join(SYNC_MODES)}, "
                               f"not {options.audit_sync!r}")
+        sinks = _open_sinks(cfg.audit_sinks if cfg is not None else ())
         audit = ServerAudit(os.path.join(home, AUDIT_FILE), value_hmac=hmac_of,
-                            sync=options.audit_sync)
+                            sync=options.audit_sync, sinks=sinks)
     except BaseException:
+        if sinks is not None:
+            sinks.close()
         if owned:
             secrets.close()
         raise
@@ -361,10 +371,14 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
             bound = sock.getsockname()[1]
             shown = f"[{host}]" if ":" in host else host
             url = f"{'https' if cert else 'http'}://{shown}:{bound}"
+        from .metrics import ServerMetrics
+
         app = App(secrets, authenticator, audit, peer_identity=_peer_identity(authenticator),
-                  version=__version__)
+                  version=__version__, metrics=ServerMetrics() if options.metrics else None)
         if cert is not None:
             app.join_desk = _join_desk(secrets, home, fingerprint(cert))
+        if options.integrity_check:
+            _check_integrity_in_background(app)
         protocol_class.fast = app.fast_get
         import ssl
 
@@ -402,6 +416,18 @@ def start_in_thread(serving: Serving, timeout: float = 10.0) -> threading.Thread
     return thread
 
 
+def _open_sinks(configs: Sequence[SinkConfig]) -> Fanout | None:
+    """The ``[[audit.sinks]]`` as one fan-out (``None`` when there are none)."""
+    if not configs:
+        return None
+    from .. import _telemetry
+    from .sinks import Fanout, open_sink
+
+    fanout = Fanout([(open_sink(c), c.required) for c in configs])
+    _telemetry.register_sinks(fanout)
+    return fanout
+
+
 def _join_desk(secrets: Secrets, home: str, cert_fingerprint: str) -> JoinDesk:
     """Where nodes ask to join this server (docs/mesh.md): offered only with TLS."""
     from .._config import MeshConfig
@@ -424,6 +450,18 @@ def _join_desk(secrets: Secrets, home: str, cert_fingerprint: str) -> JoinDesk:
     return JoinDesk(home, fingerprint=cert_fingerprint.replace(":", ""),
                     config=cfg.mesh if cfg is not None else MeshConfig(),
                     audit=secrets.store.audit, is_enrolled=enrolled)
+
+
+def _check_integrity_in_background(app: App) -> None:
+    """SQLite's quick check of the store, in a thread; ``sys/health`` shows the result."""
+    from .._health import integrity_check
+
+    app.integrity = {"status": "running"}
+
+    def check() -> None:
+        app.integrity = integrity_check(app.secrets.store.path)
+
+    threading.Thread(target=check, name="store-integrity", daemon=True).start()
 
 
 def _no_hmac(_value: str) -> str | None:
