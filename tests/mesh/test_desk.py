@@ -227,3 +227,25 @@ def test_a_grant_changed_on_the_bootstrap_is_refused_by_the_node(
     assert "grant" in str(caught.value)
     assert not (node / "bootstrap").exists()
     assert not os.path.exists(node / "store.db")
+
+
+def test_a_request_changed_on_its_way_is_caught_by_the_code(
+        served: tuple[str, str, Path], tmp_path: Path, monkeypatch: Any) -> None:
+    """Something between the node and the desk swaps the node's key for its own: the
+    desk's code is then another, and the node stops before proving anything."""
+    url, fp, home = served
+    intruder = age.generate_identity().to_recipient().text
+    original = JoinDesk.submit
+
+    def swapped(self: JoinDesk, body: object) -> dict[str, Any]:
+        assert isinstance(body, dict)
+        return original(self, {**body, "recipient": intruder})
+
+    monkeypatch.setattr(JoinDesk, "submit", swapped)
+    with pytest.raises(MaculaError) as caught:
+        join(url, name="edge-m", fingerprint=fp, home=str(tmp_path / "node"), poll=0.01,
+             timeout=5, open_secrets=lambda: Secrets.open(home=tmp_path / "n", env={}))
+    assert "another join code" in str(caught.value)
+    assert not (tmp_path / "node" / "join-state.json").exists()
+    desk = JoinDesk(str(home), fingerprint=fp, config=MeshConfig())
+    assert desk.requests() == []  # never proven, so never listed for approval
