@@ -7,7 +7,8 @@ with a home of its own, and in one test the library ``join`` with a wire
 hook. What must hold, and what a broken join would get wrong:
 
 - approved: N's own key (never sent) opens every file of the folder in the
-  real sops, N's store holds the granted app's values and not the others,
+  real sops, N's store holds the granted app's values and not the others
+  (and N's own server, on its own port, serves them),
   N's token reads the granted app on B's server and nothing else, and B's
   audit log has the request, the approval and the delivery;
 - rejected: N ends with an error and has nothing: no values, no token, not
@@ -41,7 +42,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from macula_secrets import Secrets
 from macula_secrets.keys import age
 from macula_secrets.mesh.joiner import join
+from macula_secrets.server.policy import build_rules
 from macula_secrets.server.run import ServeOptions, Serving, fingerprint, prepare, start_in_thread
+from macula_secrets.server.tokens import TokenStore
 from tests.cli._support import MACULA_BIN, run_cli
 from tests.conftest import run_sops
 
@@ -210,10 +213,26 @@ def test_join_approve_gives_folder_values_and_token(boot: Bootstrap, tmp_path: P
                         env={"SOPS_AGE_KEY_FILE": str(key_file)})
         assert proc.returncode == 0, proc.stderr
     assert "edge-1: age1" in (boot.repo / ".sops.yaml").read_text()
-    # The granted app's values are in the node's store; the others are not.
+    # The granted app's values are in the node's store; the others are not. The node
+    # serves them on its own port, under its own token store, as the bootstrap does.
     with Secrets.open(home=node, source="none", env={}) as mine:
         assert mine.load_all("console") == {"db_password": DB_PASSWORD, "api_key": API_KEY}
         assert mine.get("billing", "stripe") is None
+        serving = prepare(ServeOptions(address="127.0.0.1:0"), secrets=mine,
+                          out=lambda _l: None)
+        thread = start_in_thread(serving)
+        try:
+            with TokenStore.from_home(str(node)) as tokens:
+                own, _ = tokens.create(build_rules("read", apps=["console"]),
+                                       display_name="app")
+            assert serving.url != boot.url and serving.cert is not None
+            resp = httpx.get(f"{serving.url}/v1/secret/data/macula/console/db_password",
+                             headers={"X-Vault-Token": own},
+                             verify=ssl.create_default_context(cafile=serving.cert))
+            assert resp.json()["data"]["data"]["value"] == DB_PASSWORD
+        finally:
+            serving.stop()
+            thread.join(timeout=15)
     token = (node / "bootstrap" / "token").read_text().strip()
     assert (node / "bootstrap" / "token").stat().st_mode & 0o777 == 0o600
     assert _read(boot, token, "console", "db_password") == 200
