@@ -51,8 +51,9 @@ required = false
         for _ in range(3):   # the first fills the cache; the rest take the fast path
             status, body = server.read("web", "db")
             assert status == 200 and VALUE in body.decode()
-        # The collector holds the file's lines, byte for byte.
-        assert collector.lines(4) == server.audit_lines()
+        # The collector holds the file's lines, byte for byte (the put's request and
+        # response lines, three reads).
+        assert collector.lines(5) == server.audit_lines()
         stats = {s.name: s for s in server.serving.audit.sinks.stats}  # type: ignore[union-attr]
         assert stats["collector"].failures == 0
         before = len(server.audit_lines())
@@ -123,7 +124,8 @@ required = false
             assert server.read("web", "db")[0] == 200
             server.serving.audit.sinks.close()  # type: ignore[union-attr]
             stats = server.serving.audit.sinks.stats[0]  # type: ignore[union-attr]
-            assert stats.failures == 2 and stats.last_error == os.strerror(errno.ENOSPC)
+            # The write's request and response lines, and the read's: three lines lost.
+            assert stats.failures == 3 and stats.last_error == os.strerror(errno.ENOSPC)
             filler.unlink()
 
         config = f"""
@@ -168,7 +170,10 @@ required = true
         assert server.audit_lines() == []
         assert server.serving.audit.failures >= 2
         # The folder appears: the sink opens the file and the server serves again.
+        # The refused write never happened (its request line came first and failed).
         (tmp_path / "missing").mkdir()
+        assert server.read("web", "db")[0] == 404
+        assert server.put("web", "db", VALUE) == 200
         status, body = server.read("web", "db")
         assert status == 200 and VALUE in body.decode()
         assert (tmp_path / "missing" / "audit.jsonl").read_bytes().splitlines(

@@ -24,16 +24,22 @@ def lines(path: str) -> list[dict[str, object]]:
         return [json.loads(line) for line in f]
 
 
-def test_one_line_per_request_and_verify(plain_server: Running,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_lines_per_request_and_verify(plain_server: Running,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A read is one line; a change two, as Vault's request and response entries: the
+    request's line is written before the change is made."""
     put(plain_server, "console", "db", "hunter2")
     assert request(plain_server, "GET", "/v1/secret/data/macula/console/db")[0] == 200
     assert request(plain_server, "GET", "/v1/secret/data/macula/console/db",
                    token="s.wrong-token")[0] == 403
     assert request(plain_server, "GET", "/v1/secret/data/macula/..%2fx/k")[0] == 400
     entries = lines(plain_server.audit_path)
-    assert len(entries) == 4
-    write, read, denied, bad = entries
+    assert len(entries) == 5
+    asked, write, read, denied, bad = entries
+    assert (asked["op"], asked["result"], asked["accessor"]) == ("write data", "request",
+                                                                "acc-root")
+    assert asked["path"] == write["path"] and "value_hmac" not in asked
+    assert "version" not in asked and "status" not in asked
     assert write["op"] == "write data" and write["result"] == "ok"
     assert write["accessor"] == "acc-root" and write["version"] == 1
     assert (write["tenant"], write["app"], write["key"]) == ("default", "console", "db")
@@ -47,7 +53,7 @@ def test_one_line_per_request_and_verify(plain_server: Running,
     assert chain.verify(plain_server.audit_path).ok
     # The existing command checks the server's file as it is.
     assert main(["audit", "verify", "--server", "--home", str(plain_server.home)]) == 0
-    assert "audit-server.log: 4 entries, hash chain intact" in capsys.readouterr().out
+    assert "audit-server.log: 5 entries, hash chain intact" in capsys.readouterr().out
     assert main(["audit", "tail", "--server", "--home", str(plain_server.home)]) == 0
     assert "read data" in capsys.readouterr().out
 
@@ -76,8 +82,9 @@ def test_unwritable_audit_log_refuses_then_recovers(plain_server: Running) -> No
     assert status == 200 and body["data"]["data"]["value"] == "secret-value"  # type: ignore[index]
     assert put(plain_server, "console", "db", "new") == 2
     assert chain.verify(plain_server.audit_path).ok
-    assert [e["op"] for e in lines(plain_server.audit_path)] == [
-        "write data", "read data", "write data"]
+    assert [(e["op"], e["result"]) for e in lines(plain_server.audit_path)] == [
+        ("write data", "request"), ("write data", "ok"), ("read data", "ok"),
+        ("write data", "request"), ("write data", "ok")]
 
 
 def test_group_commit_chains_concurrent_lines(tmp_path: Path) -> None:
@@ -153,14 +160,14 @@ def test_cached_reads_write_the_same_line_as_the_full_path(plain_server: Running
     assert request(plain_server, "GET", "/v1/secret/data/macula/console/db",
                    token="s.wrong-token")[0] == 403   # refused: the full path answers
     entries = lines(plain_server.audit_path)
-    reads = entries[1:4]
+    reads = entries[2:5]  # after the write's request and response lines
     moving = {"time", "prev", "hash", "remote"}
     first = {k: v for k, v in reads[0].items() if k not in moving}
     for later in reads[1:]:
         assert {k: v for k, v in later.items() if k not in moving} == first
-    assert entries[4]["result"] == "denied"
+    assert entries[5]["result"] == "denied"
     assert len(answered) == 2
-    assert chain.verify(plain_server.audit_path) == chain.Verification(lines=5, ok=True)
+    assert chain.verify(plain_server.audit_path) == chain.Verification(lines=6, ok=True)
     assert plain_server.serving.audit.sync == "interval"
 
 

@@ -60,14 +60,15 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
             call(srv.host, srv.port, "DELETE", url, None, h)[0],
         ]
         assert statuses == [200, 200, 200, 200, 403, 403, 400, 200, 200, 204]
+        # Ten requests, thirteen lines: each of the three changes has a request line first.
         # While it serves (the server holds its lock on the file), verify passes.
         done = verify_cli(home)
         assert done.returncode == 0, done.stderr
-        assert f"{AUDIT}: 10 entries, hash chain intact" in done.stdout
+        assert f"{AUDIT}: 13 entries, hash chain intact" in done.stdout
     finally:
         gen.close()
     done = verify_cli(home)
-    assert done.returncode == 0 and "10 entries, hash chain intact" in done.stdout
+    assert done.returncode == 0 and "13 entries, hash chain intact" in done.stdout
     return (home / AUDIT).read_bytes().splitlines(keepends=True)
 
 
@@ -110,7 +111,7 @@ def _insert(lines: list[bytes], i: int) -> list[bytes]:
 CASES = [
     ("edit the first line", _edit, 0, 1, "its hash does not match (edited)"),
     ("edit line 4", _edit, 3, 4, "its hash does not match (edited)"),
-    ("edit the last line", _edit, 9, 10, "its hash does not match (edited)"),
+    ("edit the last line", _edit, 12, 13, "its hash does not match (edited)"),
     ("edit line 5 and recompute its hash", _edit_and_rehash, 4, 6,
      "does not follow the line before"),
     ("delete the first line", _delete, 0, 1, "does not follow the line before"),
@@ -143,7 +144,7 @@ def test_an_untouched_copy_verifies(audited: list[bytes], tmp_path: Path) -> Non
     home.mkdir(mode=0o700)
     (home / AUDIT).write_bytes(b"".join(audited))
     done = verify_cli(home)
-    assert done.returncode == 0 and "10 entries, hash chain intact" in done.stdout
+    assert done.returncode == 0 and "13 entries, hash chain intact" in done.stdout
 
 
 def test_cutting_the_tail_is_not_detected(audited: list[bytes], tmp_path: Path) -> None:

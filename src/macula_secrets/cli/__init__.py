@@ -659,7 +659,8 @@ def _add_audit_commands(cmd: Callable[[str, str, str], argparse.ArgumentParser],
     _home_option(v)
     for q in (t, v):
         q.add_argument("--server", action="store_true",
-                       help="the server's log (<home>/audit-server.log, one line per request)")
+                       help="the server's log (<home>/audit-server.log, one line per request, "
+                            "and a request line before each change)")
 
 
 def _add_recipient_options(p: argparse.ArgumentParser) -> None:

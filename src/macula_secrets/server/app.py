@@ -220,6 +220,11 @@ class App:
                 body = await _read_body(receive, length, self.max_body)
             elif method == "POST" and path.startswith(JOIN_PATH):
                 body = await _read_body(receive, length, JOIN_BODY_LIMIT)  # no token: a node
+            if mutating and req.identity is not None:
+                # Vault's request entry: a change is made only after a line saying it
+                # was asked for is written to the file and taken by every required
+                # sink; else 503 and nothing changes (the response line follows).
+                await self.audit.record(_op(method, path), req.audit, result="request")
             status, payload = await self._route(req, path, body, scope)
         except Exception as exc:
             status, message = status_for(exc)

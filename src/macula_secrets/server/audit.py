@@ -1,4 +1,4 @@
-"""The server's audit log: one hash-chained JSON line per request, fail closed.
+"""The server's audit log: hash-chained JSON lines, one per request (two for a change), fail closed.
 
 The same chain as :mod:`macula_secrets.audit` (``audit verify`` checks it),
 written differently: :class:`AuditLog.append` takes an ``flock``, reads the
