@@ -40,6 +40,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from macula_secrets import Secrets
+from macula_secrets._config import load_config
+from macula_secrets.cli.joincmds import _configure
+from macula_secrets.errors import PermissionDeniedError
 from macula_secrets.keys import age
 from macula_secrets.mesh.joiner import join
 from macula_secrets.server.policy import build_rules
@@ -145,6 +148,20 @@ def _node_env(home: Path) -> dict[str, str]:
     return {**base, "MACULA_SECRETS_HOME": str(home), "MACULA_SECRETS_DIR": ""}
 
 
+_RUNNING: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_join_left_running() -> Iterator[None]:
+    """A test that fails while a join waits must not leave the process behind."""
+    yield
+    while _RUNNING:
+        proc = _RUNNING.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 class Joining:
     """``macula-secrets join`` running in a subprocess; its code once printed."""
 
@@ -156,6 +173,7 @@ class Joining:
              fingerprint or boot.fingerprint, "--poll", "0.1", "--timeout", "60", *extra],
             env=_node_env(home), cwd=home.parent, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
+        _RUNNING.append(self.proc)
 
     def code(self) -> str:
         assert self.proc.stderr is not None
@@ -268,6 +286,32 @@ def test_join_approve_gives_folder_values_and_token(boot: Bootstrap, tmp_path: P
     assert len(errors) == 2
     for line, name in zip(errors, ("console.enc.yaml", "web.enc.json"), strict=True):
         assert name in line and "no identity matches" in line
+
+
+def test_configure_reads_the_granted_apps_live_from_the_bootstrap(
+        boot: Bootstrap, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node = tmp_path / "node"
+    joining = Joining(boot, node, "edge-6", "--configure")
+    code = joining.code()
+    assert _pending(boot, "edge-6")["code"] == code  # listed once the node proved its key
+    boot.cli("node", "approve", "edge-6", "--code", code).assert_ok()
+    rc, _, err = joining.finish()
+    assert rc == 0, err
+    config = (node / "config.toml").read_text()
+    assert 'source = "vault"' in config and boot.url in config
+    # A key added on the bootstrap after the join is read through its KV v2 API.
+    boot.secrets.put("console", "added_later", "live-canary-4e1d")
+    with Secrets.open(env=_node_env(node)) as mine:
+        assert mine.get("console", "added_later") == "live-canary-4e1d"
+        with pytest.raises(PermissionDeniedError):  # its token reads the granted apps only
+            mine.get("billing", "stripe")
+    # Where a config file exists, --configure leaves it alone and says what to set.
+    cfg = load_config({"MACULA_SECRETS_HOME": str(node)})
+    assert cfg.config_file == str(node / "config.toml")
+    _configure(cfg, boot.url, str(node / "bootstrap" / "token"),
+               str(node / "bootstrap" / "server.pem"))
+    assert (node / "config.toml").read_text() == config
+    assert "exists: not changed" in capsys.readouterr().err
 
 
 def test_reject_leaves_the_node_with_nothing(boot: Bootstrap, tmp_path: Path) -> None:

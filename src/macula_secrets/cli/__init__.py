@@ -824,6 +824,9 @@ def _add_join_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -
                    help="how long to wait for approval (default 900)")
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
                    help="seconds between asks (default 2)")
+    p.add_argument("--configure", action="store_true",
+                   help="when this node has no config file yet, write <home>/config.toml "
+                        "reading the granted apps live from the bootstrap (source = vault)")
     _store_options(p)
     p.set_defaults(run="join")
 
