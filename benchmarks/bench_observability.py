@@ -9,7 +9,7 @@
   each over its own home holding the same secret, started from this script
   (``--child``) so the "on" one can install the OpenTelemetry SDK first:
   ``on`` counts metrics (``ServeOptions(metrics=True)``) and has the
-  library instrumented (``_telemetry.enable`` with an SDK TracerProvider
+  library instrumented (``telemetry.enable`` with an SDK TracerProvider
   and a BatchSpanProcessor whose exporter drops spans, and an SDK
   MeterProvider); ``off`` has neither. ``wrk -t1 -c8`` of ``GET
   /v1/secret/data/macula/bench/key_00042``, the servers alternating run by

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from macula_secrets import _telemetry
+from macula_secrets import telemetry
 from tests.observability._support import ROOT, Collector, Datagrams, serve
 from tests.server.conftest import READER
 
@@ -85,7 +85,7 @@ def _run_and_scan(tmp_path: Path, config: str, records: Records, collector: Coll
     traces.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
-    _telemetry.enable(tracer_provider=traces, meter_provider=meters)
+    telemetry.enable(tracer_provider=traces, meter_provider=meters)
     try:
         with serve(tmp_path / "home", config) as server:
             for i, value in enumerate(VALUES):
@@ -110,7 +110,7 @@ def _run_and_scan(tmp_path: Path, config: str, records: Records, collector: Coll
             file_lines = server.audit_lines()
             stats = server.serving.audit.sinks.stats  # type: ignore[union-attr]
     finally:
-        _telemetry.disable()
+        telemetry.disable()
         traces.shutdown()
     data = reader.get_metrics_data()
     meters.shutdown()

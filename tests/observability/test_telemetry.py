@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from macula_secrets import Secrets, _telemetry
+from macula_secrets import Secrets, telemetry
 from macula_secrets import sops as sopslib
 from macula_secrets.errors import ConfigError
 from tests.conftest import TEST_AGE_PUBLIC
@@ -33,11 +33,11 @@ def otel() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
     traces.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meters = MeterProvider(metric_readers=[reader])
-    _telemetry.enable(tracer_provider=traces, meter_provider=meters)
+    telemetry.enable(tracer_provider=traces, meter_provider=meters)
     try:
         yield exporter, reader
     finally:
-        _telemetry.disable()
+        telemetry.disable()
         traces.shutdown()
         meters.shutdown()
 
@@ -105,21 +105,21 @@ def test_spans_and_metrics_name_things_never_values(
             for value in VALUES:
                 assert value not in json.dumps(dict(p.attributes or {}))
 
-    _telemetry.disable()
+    telemetry.disable()
     assert Secrets.get is plain_get   # the plain method is back: no cost left behind
 
 
 def test_switched_on_by_the_environment_not_by_an_import(tmp_path: Path) -> None:
     # OpenTelemetry is imported here, but no global tracer provider is set.
     with Secrets.open(home=tmp_path / "home", source="none", env={}):
-        assert not _telemetry.is_enabled()
+        assert not telemetry.is_enabled()
     with Secrets.open(home=tmp_path / "home", source="none",
                       env={"MACULA_SECRETS_OTEL": "on"}):
-        assert _telemetry.is_enabled() and hasattr(Secrets.get, "__wrapped__")
-    _telemetry.disable()
+        assert telemetry.is_enabled() and hasattr(Secrets.get, "__wrapped__")
+    telemetry.disable()
     with pytest.raises(ConfigError, match="MACULA_SECRETS_OTEL must be on or off, not 'yes'"):
         Secrets.open(home=tmp_path / "home", source="none", env={"MACULA_SECRETS_OTEL": "yes"})
-    assert not _telemetry.is_enabled()
+    assert not telemetry.is_enabled()
 
 
 def test_without_opentelemetry_nothing_is_imported_or_wrapped(tmp_path: Path) -> None:
