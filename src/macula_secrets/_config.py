@@ -122,6 +122,14 @@ class MeshConfig:
     token_ttl: float | None = 30 * 86400.0
     """Seconds a node's read token on the bootstrap lives (0 in the file: until revoked)."""
 
+    def __post_init__(self) -> None:
+        # Here rather than in the file's reader alone: a desk made in code gets the
+        # same rule (approvals above 1 are counted only from named approvers).
+        n = len(self.approvers)
+        if self.approvals < 1 or (n and self.approvals > n) or (self.approvals > 1 and not n):
+            raise ConfigError(f"mesh.approvals must be from 1 to the number of "
+                              f"[mesh.approvers] ({n})")
+
 
 @dataclass(frozen=True, slots=True)
 class MasterKeyConfig:
@@ -362,19 +370,17 @@ def _mesh_config(data: object, where: str) -> MeshConfig:
         if not key.startswith(("age1", "ssh-ed25519 ")):
             raise ConfigError(f"{where}: mesh.approvers.{who} must be an age1... or "
                               "ssh-ed25519 public key")
-    if approvals < 1 or (approvers and approvals > len(approvers)) \
-            or (approvals > 1 and not approvers):
-        raise ConfigError(f"{where}: mesh.approvals must be from 1 to the number of "
-                          f"[mesh.approvers] ({len(approvers)})")
     apps = data.get("apps", [])
     if not isinstance(apps, list) or not all(isinstance(a, str) for a in apps):
         raise ConfigError(f"{where}: mesh.apps must be a list of app names")
     token_ttl = _seconds(data.get("token_ttl", defaults.token_ttl), "mesh.token_ttl", where)
-    return MeshConfig(
-        approvals=approvals, approvers=dict(approvers),
-        request_ttl=_seconds(data.get("request_ttl", defaults.request_ttl),
-                             "mesh.request_ttl", where, positive=True),
-        apps=tuple(apps), token_ttl=token_ttl or None)
+    request_ttl = _seconds(data.get("request_ttl", defaults.request_ttl), "mesh.request_ttl",
+                           where, positive=True)
+    try:
+        return MeshConfig(approvals=approvals, approvers=dict(approvers),
+                          request_ttl=request_ttl, apps=tuple(apps), token_ttl=token_ttl or None)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _audit_sinks(data: object, where: str) -> tuple[SinkConfig, ...]:

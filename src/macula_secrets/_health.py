@@ -16,11 +16,27 @@ from . import _telemetry
 if TYPE_CHECKING:
     from .localstore.store import LocalStore
 
-__all__ = ["integrity_check", "last_sync"]
+__all__ = ["integrity_check", "last_sync", "sqlite_check"]
 
 
 def _utc(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def sqlite_check(path: str, pragma: str = "quick_check") -> list[str]:
+    """SQLite's own check of the store over a read-only connection: ``["ok"]`` or the
+    problems found (``doctor`` runs the full ``integrity_check``).
+
+    Raises:
+        sqlite3.Error: the file cannot be opened or checked at all.
+    """
+    if pragma not in ("quick_check", "integrity_check"):
+        raise ValueError(f"not a check pragma: {pragma}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return [str(r[0]) for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
+    finally:
+        conn.close()
 
 
 def integrity_check(path: str) -> dict[str, object]:
@@ -32,11 +48,7 @@ def integrity_check(path: str) -> dict[str, object]:
     """
     started = time.time()
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
-        finally:
-            conn.close()
+        rows = sqlite_check(path)
     except sqlite3.Error as exc:
         return {"status": "failed", "detail": f"cannot check: {exc}", "checked_at": _utc(started)}
     if rows == ["ok"]:

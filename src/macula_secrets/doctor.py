@@ -212,12 +212,10 @@ def _connect_ro(path: str) -> sqlite3.Connection:
 
 def _integrity(path: str) -> Result:
     """SQLite's own check of pages, indexes and records (``PRAGMA integrity_check``)."""
+    from ._health import sqlite_check
+
     try:
-        conn = _connect_ro(path)
-        try:
-            rows = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
-        finally:
-            conn.close()
+        rows = sqlite_check(path, "integrity_check")
     except sqlite3.Error as exc:
         return Result("store", "fail", f"{path}: SQLite cannot check it ({exc})",
                       hint="restore store.db from a backup, then run sync")

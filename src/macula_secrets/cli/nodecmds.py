@@ -72,25 +72,19 @@ def cmd_remove(args: argparse.Namespace) -> int:
                              config_path=args.config, progress=update)
     note(f"node {change.name} removed from {_plural(len(change.rules), 'creation rule')} of "
          f"{change.config}; {_plural(len(change.files), 'file')} rotated to a new data key")
-    revoked = _revoke_node_tokens(args.home, change.name)
+    revoked = _revoke_node_tokens(*_desk(args), change.name)
     if revoked:
         note(f"{_plural(revoked, 'server token')} of {change.name} revoked")
     return X.OK
 
 
-def _revoke_node_tokens(home: str | None, name: str) -> int:
+def _revoke_node_tokens(cfg: Config, desk: JoinDesk, name: str) -> int:
     """Revoke the tokens a join gave ``name`` (recorded, and any named ``node-NAME``)."""
-    from .._config import load_config
-    from ..audit import AuditLog
-    from ..mesh.desk import JoinDesk
     from ..server.tokens import TokenStore
 
-    cfg = load_config(home=home)
-    audit = AuditLog(cfg.audit_path)
-    accessors = set(JoinDesk(cfg.home, fingerprint=None, config=cfg.mesh,
-                             audit=audit).removed(name))
+    accessors = set(desk.removed(name))
     count = 0
-    with TokenStore.from_home(cfg.home, audit=audit) as tokens:
+    with TokenStore.from_home(cfg.home, audit=desk.audit) as tokens:
         for info in tokens.list():
             if info.revoked:
                 continue
@@ -169,13 +163,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def _approver_identities(path: str) -> list[AgeIdentity]:
-    from ..keys.age import parse_identities, parse_ssh_identity
+    from ..keys.age import parse_identity_data
     from ..keys.master import read_private
 
-    text = read_private(path, "approver identity")
-    if "PRIVATE KEY" in text:
-        return [parse_ssh_identity(text.encode("ascii"), source=path)]
-    return list(parse_identities(text, source=path))
+    return parse_identity_data(read_private(path, "approver identity").encode("ascii"),
+                               source=path)
 
 
 def cmd_reject(args: argparse.Namespace) -> int:

@@ -59,6 +59,7 @@ __all__ = [
     "format_identity_file",
     "generate_identity",
     "parse_identities",
+    "parse_identity_data",
     "parse_recipient",
     "parse_recipients",
     "parse_ssh_identity",
@@ -410,6 +411,27 @@ def parse_ssh_identity(data: bytes, *, source: str) -> AgeIdentity:
         raise KeySourceError(f"malformed ssh private key in {source}") from None
     kind: KeyKind = "ssh-ed25519" if public and public.startswith("ssh-ed25519 ") else "ssh-rsa"
     return AgeIdentity(identity, kind=kind, recipient=public, source=source)
+
+
+def parse_identity_data(data: bytes, *, source: str) -> list[AgeIdentity]:
+    """The identities of a key file that is either an SSH private key or age identities.
+
+    For files a person names as "my identity" (``--identity``, ``[master_key]
+    identity``), which may hold either kind.
+
+    Raises:
+        KeySourceError: neither an ssh key nor any age identity.
+    """
+    if b"PRIVATE KEY-----" in data:
+        return [parse_ssh_identity(data, source=source)]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KeySourceError(f"{source} is not an age identity or ssh key") from None
+    found = parse_identities(text, source=source)
+    if not found:
+        raise KeySourceError(f"no age identity in {source}")
+    return found
 
 
 def _format_go_time(created: datetime) -> str:

@@ -244,7 +244,7 @@ class IdentitySealer:
                 hint="each node's sealed key opens only with that node's own key") from None
 
     def _identities(self) -> Sequence[AgeIdentity]:
-        from .age import parse_identities, parse_ssh_identity
+        from .age import parse_identity_data
 
         if self.identity_file is None:
             raise KeySourceError("no identity file to unseal the master key with",
@@ -255,16 +255,7 @@ class IdentitySealer:
                 data = f.read(1 << 20)
         except OSError as exc:
             raise KeySourceError(f"cannot read identity {path}: {exc.strerror}") from None
-        if b"PRIVATE KEY-----" in data:
-            return [parse_ssh_identity(data, source=path)]
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise KeySourceError(f"{path} is not an age identity or ssh key") from None
-        found = parse_identities(text, source=path)
-        if not found:
-            raise KeySourceError(f"no age identity in {path}")
-        return found
+        return parse_identity_data(data, source=path)
 
 
 class _ReadOnlyKey:

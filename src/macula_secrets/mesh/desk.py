@@ -85,7 +85,7 @@ class Scope:
         return {"apps": list(self.apps), "master_key": self.master_key}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class JoinRecord:
     """One request as stored (the file's JSON, typed)."""
 
@@ -102,6 +102,12 @@ class JoinRecord:
     grant: str | None = None
     token_accessor: str | None = None
     ended: float | None = None
+
+    def __repr__(self) -> str:
+        # Not the dataclass repr: approvals hold revealed nonces, and the grant is
+        # better left out of logs even sealed.
+        return (f"JoinRecord({self.id[:8]!r}, name={self.name!r}, status={self.status!r}, "
+                f"approvals={len(self.approvals)}/{self.required})")
 
     @property
     def name(self) -> str:
@@ -200,7 +206,7 @@ class JoinDesk:
             record = JoinRecord(
                 id=_secrets.token_hex(16), message=message, received=now,
                 expires=now + PROOF_WINDOW, status="unproven",
-                challenge_commit=commitment(challenge), required=self._required())
+                challenge_commit=commitment(challenge), required=self.config.approvals)
             for approver, recipient in sorted(self.config.approvers.items()):
                 nonce = _secrets.token_bytes(CHALLENGE_BYTES)
                 record.approvers[approver] = {
@@ -334,18 +340,6 @@ class JoinDesk:
         return accessors
 
     # -- storage ---------------------------------------------------------------------
-
-    def _required(self) -> int:
-        cfg = self.config
-        if cfg.approvals < 1:
-            raise ConfigError("[mesh] approvals must be 1 or more")
-        if cfg.approvers and cfg.approvals > len(cfg.approvers):
-            raise ConfigError(f"[mesh] approvals = {cfg.approvals} but only "
-                              f"{len(cfg.approvers)} approvers are configured")
-        if cfg.approvals > 1 and not cfg.approvers:
-            raise ConfigError("[mesh] approvals above 1 needs [mesh.approvers]",
-                              hint="name each approver's age or ssh-ed25519 public key")
-        return cfg.approvals
 
     def _check_approver(self, record: JoinRecord, approver: str | None,
                         identities: Sequence[AgeIdentity]) -> dict[str, Any]:

@@ -103,15 +103,11 @@ def _certificate(path: str | None, pinned: str) -> str | None:
     """The server certificate (PEM) if it is the one the node pinned, else ``None``."""
     if path is None or not os.path.exists(path):
         return None
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from .protocol import fingerprint_of_der
+    from .protocol import certificate_fingerprint
 
     with open(path, encoding="ascii") as f:
         pem = f.read()
-    der = x509.load_pem_x509_certificate(pem.encode("ascii")).public_bytes(Encoding.DER)
-    return pem if fingerprint_of_der(der) == pinned else None
+    return pem if certificate_fingerprint(pem.encode("ascii")) == pinned else None
 
 
 def _master_key(secrets: Secrets) -> str:

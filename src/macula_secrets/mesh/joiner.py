@@ -45,6 +45,7 @@ from .protocol import (
     NONCE_BYTES,
     JoinMessage,
     b64,
+    colon_form,
     fingerprint_of_der,
     normalize_fingerprint,
     open_sealed,
@@ -85,7 +86,7 @@ def node_identity(home: str, ssh_key: str | None = None) -> AgeIdentity:
     from ..keys.age import (
         generate_identity,
         parse_identities,
-        parse_ssh_identity,
+        parse_identity_data,
         write_identity_file,
     )
     from ..keys.master import read_private
@@ -96,7 +97,7 @@ def node_identity(home: str, ssh_key: str | None = None) -> AgeIdentity:
                 data = f.read(65536)
         except OSError as exc:
             raise KeySourceError(f"cannot read the ssh key {ssh_key}: {exc.strerror}") from None
-        identity = parse_ssh_identity(data, source=ssh_key)
+        identity = parse_identity_data(data, source=ssh_key)[0]
         if identity.kind != "ssh-ed25519":
             raise KeySourceError(f"{ssh_key} is not an ssh-ed25519 key",
                                  hint="join with an ed25519 host key, or without --ssh-key")
@@ -266,10 +267,8 @@ class _Client:
             conn.close()
             raise IntegrityError(
                 f"the server at {self.url} presents a certificate with fingerprint "
-                f"{_colons(seen) or 'none'}, not the pinned {_colons(self.pin)}: nothing "
+                f"{colon_form(seen) or 'none'}, not the pinned {colon_form(self.pin)}: nothing "
                 "was sent", hint="check the fingerprint serve printed on the bootstrap")
         return conn
 
 
-def _colons(hexdigits: str) -> str:
-    return ":".join(hexdigits[i:i + 2] for i in range(0, len(hexdigits), 2))

@@ -41,6 +41,8 @@ __all__ = [
     "VERSION",
     "JoinMessage",
     "b64",
+    "certificate_fingerprint",
+    "colon_form",
     "commitment",
     "fingerprint_of_der",
     "human_code",
@@ -153,6 +155,19 @@ def normalize_fingerprint(text: str) -> str:
 
 def fingerprint_of_der(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest().upper()
+
+
+def certificate_fingerprint(pem: bytes) -> str:
+    """The SHA-256 fingerprint (64 upper-case hex digits) of a PEM certificate's DER."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return fingerprint_of_der(x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER))
+
+
+def colon_form(hexdigits: str) -> str:
+    """``AB:CD:...``: a fingerprint as ``serve`` prints it and browsers show it."""
+    return ":".join(hexdigits[i:i + 2] for i in range(0, len(hexdigits), 2))
 
 
 def commitment(secret: bytes) -> str:

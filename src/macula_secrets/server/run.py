@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
-import hashlib
 import ipaddress
 import os
 import socket
@@ -345,6 +344,7 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
         raise
     try:
         cert = key = None
+        cert_fingerprint = ""
         if options.unix_socket is not None:
             sock = _unix_socket(options.unix_socket, options.unix_socket_mode)
             url = f"unix://{options.unix_socket}"
@@ -366,7 +366,8 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
                 say(f"macula: {'made a' if made else 'using the'} self-signed certificate "
                     f"{cert}")
             if cert is not None:
-                say(f"macula: certificate SHA-256 fingerprint {fingerprint(cert)}")
+                cert_fingerprint = fingerprint(cert)
+                say(f"macula: certificate SHA-256 fingerprint {cert_fingerprint}")
             sock = _tcp_socket(host, port)
             bound = sock.getsockname()[1]
             shown = f"[{host}]" if ":" in host else host
@@ -376,7 +377,7 @@ def prepare(options: ServeOptions, *, secrets: Secrets | None = None,
         app = App(secrets, authenticator, audit, peer_identity=_peer_identity(authenticator),
                   version=__version__, metrics=ServerMetrics() if options.metrics else None)
         if cert is not None:
-            app.join_desk = _join_desk(secrets, home, fingerprint(cert))
+            app.join_desk = _join_desk(secrets, home, cert_fingerprint)
         if options.integrity_check:
             _check_integrity_in_background(app)
         protocol_class.fast = app.fast_get
@@ -564,13 +565,10 @@ def _unix_socket(path: str, mode: int) -> socket.socket:
 
 def fingerprint(cert_path: str) -> str:
     """SHA-256 of the certificate's DER, as colon-separated hex (as browsers show it)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
+    from ..mesh.protocol import certificate_fingerprint, colon_form
 
     with open(cert_path, "rb") as f:
-        cert = x509.load_pem_x509_certificate(f.read())
-    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest().upper()
-    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+        return colon_form(certificate_fingerprint(f.read()))
 
 
 def ensure_certificate(folder: str, host: str) -> tuple[str, str, bool]:

@@ -140,12 +140,13 @@ class MaculaApp(SafeApp[None]):
         node = self.key_tree.cursor_node
         return None if node is None else node.data
 
-    def _selected_key(self) -> NodeRef | None:
+    def _selected_key(self) -> tuple[NodeRef, str, str, str] | None:
+        """The selected key as ``(ref, tenant, app, key)``; ``None`` (and a notice) if none."""
         ref = self.selected
-        if ref is None or ref.key is None:
+        if ref is None or ref.app is None or ref.key is None:
             self.notify("select a key first", severity="warning")
             return None
-        return ref
+        return ref, ref.tenant, ref.app, ref.key
 
     def _try(self, what: str, call: Callable[[], object]) -> bool:
         """Run ``call``; show a failure as a notification (the API's messages hold no value)."""
@@ -282,10 +283,10 @@ class MaculaApp(SafeApp[None]):
         if self.detail.revealed:
             self._mask()
             return
-        ref = self._selected_key()
-        if ref is None or ref.app is None or ref.key is None:
+        picked = self._selected_key()
+        if picked is None:
             return
-        tenant, app, key = ref.tenant, ref.app, ref.key
+        _, tenant, app, key = picked
         try:
             value = self.browser.reveal(tenant, app, key)
         except MaculaError as exc:
@@ -320,10 +321,10 @@ class MaculaApp(SafeApp[None]):
 
     def action_edit(self) -> None:
         """Edit the selected value in a multi-line editor (its read is audited)."""
-        ref = self._selected_key()
-        if ref is None or ref.app is None or ref.key is None:
+        picked = self._selected_key()
+        if picked is None:
             return
-        tenant, app, key = ref.tenant, ref.app, ref.key
+        _, tenant, app, key = picked
         self._mask()
         try:
             value = self.browser.reveal(tenant, app, key)
@@ -364,10 +365,10 @@ class MaculaApp(SafeApp[None]):
 
     def action_delete(self) -> None:
         """Soft-delete the selected key after a confirmation."""
-        ref = self._selected_key()
-        if ref is None or ref.app is None or ref.key is None:
+        picked = self._selected_key()
+        if picked is None:
             return
-        tenant, app, key = ref.tenant, ref.app, ref.key
+        ref, tenant, app, key = picked
         self._mask()
 
         def done(answer: str | None) -> None:
@@ -381,10 +382,10 @@ class MaculaApp(SafeApp[None]):
 
     def action_undelete(self) -> None:
         """Restore the latest version of the selected (deleted) key."""
-        ref = self._selected_key()
-        if ref is None or ref.app is None or ref.key is None:
+        picked = self._selected_key()
+        if picked is None:
             return
-        tenant, app, key = ref.tenant, ref.app, ref.key
+        ref, tenant, app, key = picked
         if self._try(f"cannot undelete {app}/{key}",
                      lambda: self.browser.undelete(tenant, app, key)):
             self.notify(f"{app}/{key} undeleted")
@@ -392,10 +393,10 @@ class MaculaApp(SafeApp[None]):
 
     def action_history(self) -> None:
         """The versions of the selected key; choose one to roll back to."""
-        ref = self._selected_key()
-        if ref is None or ref.app is None or ref.key is None:
+        picked = self._selected_key()
+        if picked is None:
             return
-        tenant, app, key = ref.tenant, ref.app, ref.key
+        ref, tenant, app, key = picked
         self._mask()
         try:
             versions = self.browser.history(tenant, app, key)
